@@ -1,0 +1,192 @@
+#include <pthread.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "engine/internal/cells.h"
+#include "engine/internal/family.h"
+#include "engine/validate.h"
+
+namespace metrics::internal {
+namespace {
+std::atomic<uint32_t> next_family_index{0};
+}  // namespace
+
+constinit thread_local ThreadCaches* ThreadCaches::tls_ = nullptr;
+
+ThreadCaches* ThreadCaches::Create() {
+  static const pthread_key_t key = [] {
+    pthread_key_t k;
+    if (pthread_key_create(&k, &ThreadCaches::Destroy) != 0) std::abort();
+    return k;
+  }();
+  tls_ = new ThreadCaches();
+  pthread_setspecific(key, tls_);
+  return tls_;
+}
+
+void ThreadCaches::Destroy(void* caches) {
+  tls_ = nullptr;
+  delete static_cast<ThreadCaches*>(caches);
+}
+
+SeriesCore::~SeriesCore() {
+  if (num_cells > 0) CellAllocator::Free(first_cell, num_cells);
+}
+
+FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_per_series, size_t max_series)
+    : desc_(std::move(desc)),
+      cells_per_series_(cells_per_series),
+      max_series_(std::max<size_t>(max_series, 1)),
+      // Relaxed: the index only has to be unique.
+      index_(next_family_index.fetch_add(1, std::memory_order_relaxed)) {
+  std::vector<std::string_view> values(desc_->label_names.size(),
+                                       desc_->label_names.empty() ? "" : kOverflowLabelValue);
+  std::lock_guard<std::mutex> lock(mu_);
+  overflow_ = Create(values);
+  if (desc_->label_names.empty()) {
+    // A family without labels has exactly one series; it is reported (as 0) from registration on, like
+    // client_golang's plain Counter, and wrong-arity lookups land in it.
+    series_.emplace(overflow_->label_values, overflow_);
+    overflow_listed_ = true;
+  }
+}
+
+FamilyImpl::~FamilyImpl() = default;
+
+absl::Status FamilyImpl::Check(LabelValues values) const {
+  if (values.size() != desc_->label_names.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("family \"", desc_->name, "\" has ",
+                                                   desc_->label_names.size(), " label names but ", values.size(),
+                                                   " label values were given"));
+  }
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!IsValidUtf8(values[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("family \"", desc_->name, "\": the value of label \"",
+                                                     desc_->label_names[i], "\" is not valid UTF-8"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+SeriesPtr FamilyImpl::Create(LabelValues values) {
+  uint32_t first = 0;
+  if (cells_per_series_ > 0) {
+    first = CellAllocator::Allocate(cells_per_series_);
+    if (first == CellAllocator::kNoCells) return nullptr;
+  }
+  return std::make_shared<SeriesCore>(std::vector<std::string>(values.begin(), values.end()), first,
+                                      cells_per_series_);
+}
+
+SeriesPtr FamilyImpl::DivertLocked() {
+  ++diverted_;
+  if (!overflow_listed_) {
+    overflow_listed_ = true;
+    // A real series may already carry the overflow label values; then it is the overflow series.
+    auto [it, inserted] = series_.try_emplace(overflow_->label_values, overflow_);
+    if (!inserted) overflow_ = it->second;
+    dirty_ = true;
+  }
+  return overflow_;
+}
+
+SeriesPtr FamilyImpl::Lookup(LabelValues values, absl::Status* why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_.load(std::memory_order_relaxed)) return nullptr;  // written under mu_
+  auto it = series_.find(values);
+  if (it != series_.end()) return it->second;
+  absl::Status s = Check(values);
+  assert(s.ok() && "WithLabelValues: invalid label values (diverted to the overflow series)");
+  if (s.ok() && series_.size() - (overflow_listed_ ? 1 : 0) >= max_series_) {
+    s = absl::ResourceExhaustedError(
+        absl::StrCat("family \"", desc_->name, "\" is at its cap of ", max_series_, " series"));
+  }
+  if (s.ok()) {
+    SeriesPtr created = Create(values);
+    if (created != nullptr) {
+      series_.emplace(created->label_values, created);
+      dirty_ = true;
+      return created;
+    }
+    s = absl::ResourceExhaustedError("metric cell space exhausted");
+  }
+  if (why != nullptr) *why = s;
+  return DivertLocked();
+}
+
+absl::StatusOr<SeriesPtr> FamilyImpl::Bind(LabelValues values) {
+  if (absl::Status s = Check(values); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_.load(std::memory_order_relaxed)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("family \"", desc_->name, "\" was removed from its registry"));
+  }
+  auto it = series_.find(values);
+  if (it != series_.end()) return it->second;
+  if (series_.size() - (overflow_listed_ ? 1 : 0) >= max_series_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("family \"", desc_->name, "\" is at its cap of ", max_series_, " series"));
+  }
+  SeriesPtr created = Create(values);
+  if (created == nullptr) return absl::ResourceExhaustedError("metric cell space exhausted");
+  series_.emplace(created->label_values, created);
+  dirty_ = true;
+  return created;
+}
+
+absl::Status FamilyImpl::Remove(LabelValues values) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = series_.find(values);
+    if (it == series_.end()) {
+      return absl::NotFoundError(absl::StrCat("family \"", desc_->name, "\" has no such series"));
+    }
+    // Release pairs with the acquire load in FamilyCache::Purge.
+    it->second->removed.store(true, std::memory_order_release);
+    if (it->second == overflow_) overflow_listed_ = false;
+    series_.erase(it);
+    dirty_ = true;
+  }
+  // Release pairs with the acquire load in ThreadCaches::For: a thread seeing the new epoch sees the flag above.
+  removal_epoch.fetch_add(1, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void FamilyImpl::RemoveAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [values, series] : series_) series->removed.store(true, std::memory_order_release);
+    series_.clear();
+    overflow_listed_ = false;
+    dirty_ = true;
+    // Release pairs with the acquire load in removed() (FamilyCache::Purge).
+    removed_.store(true, std::memory_order_release);
+  }
+  removal_epoch.fetch_add(1, std::memory_order_release);  // pairs with ThreadCaches::For
+}
+
+uint64_t FamilyImpl::diverted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return diverted_;
+}
+
+size_t FamilyImpl::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return series_.size();
+}
+
+std::shared_ptr<const std::vector<SeriesPtr>> FamilyImpl::SortedSeries() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (dirty_) {
+    auto v = std::make_shared<std::vector<SeriesPtr>>();
+    v->reserve(series_.size());
+    for (const auto& [values, series] : series_) v->push_back(series);
+    sorted_ = std::move(v);
+    dirty_ = false;
+  }
+  return sorted_;
+}
+
+}  // namespace metrics::internal
