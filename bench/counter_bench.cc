@@ -1,13 +1,13 @@
-// Counter increments side by side: plain baselines, our handles, and prometheus-cpp, in one binary so every figure
-// can be quoted as a ratio from the same run. Shared objects are function statics; ->Threads(2) runs the same
-// loop on two threads at once.
+// Counter increments side by side: plain baselines, our handles, and prometheus-cpp, in one binary
+// so every figure can be quoted as a ratio from the same run. Shared objects are function statics;
+// ->Threads(2) runs the same loop on two threads at once.
 #include <malloc.h>
 
 #include <atomic>
-#include <cstdio>
-#include <vector>
 #include <cstdint>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "benchmark/benchmark.h"
 #include "engine/registry.h"
@@ -103,11 +103,13 @@ BENCHMARK(BM_PromCpp_Family_Add_Increment)->Threads(1)->Threads(2)->UseRealTime(
 
 namespace {
 
-// The lookup path when a thread rotates through several label sets (no memo hits: hash + probe every time).
+// The lookup path when a thread rotates through several label sets (no memo hits: hash + probe
+// every time).
 void BM_Counter_WithLabelValues_Rotating8_Inc(benchmark::State& state) {
   metrics::CounterFamily& f = EventsFamily();
-  const std::string types[8] = {"team.registered", "status.updated", "member.joined", "member.left",
-                                "team.renamed",    "team.archived",  "score.posted",  "match.played"};
+  const std::string types[8] = {"team.registered", "status.updated", "member.joined",
+                                "member.left",     "team.renamed",   "team.archived",
+                                "score.posted",    "match.played"};
   size_t i = 0;
   for (auto _ : state) {
     f.WithLabelValues(types[i++ & 7]).Inc();
@@ -118,14 +120,15 @@ BENCHMARK(BM_Counter_WithLabelValues_Rotating8_Inc)->Threads(1)->Threads(2)->Use
 
 size_t HeapInUse() { return mallinfo2().uordblks; }
 
-// Heap bytes per counter series, fixed part: what registering one more labelled series costs, with label values
-// of realistic length ("tenant-000123"). The per-thread part is Counter::kCells * 8 bytes in each shard that
-// writes the series, committed a page at a time (engine/internal/cells.h).
+// Heap bytes per counter series, fixed part: what registering one more labelled series costs, with
+// label values of realistic length ("tenant-000123"). The per-thread part is Counter::kCells * 8
+// bytes in each shard that writes the series, committed a page at a time (engine/internal/cells.h).
 void BM_Memory_CounterSeries(benchmark::State& state) {
   const int n = 10000;
   for (auto _ : state) {
     metrics::Registry r;
-    auto f = *r.AddCounter({.name = "mem_total", .help = "h", .label_names = {"tenant"}, .max_series = n});
+    auto f = *r.AddCounter(
+        {.name = "mem_total", .help = "h", .label_names = {"tenant"}, .max_series = n});
     std::vector<metrics::Counter> handles;
     handles.reserve(n);
     char buf[32];

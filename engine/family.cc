@@ -1,9 +1,11 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "engine/histogram.h"
 #include "engine/internal/cells.h"
 #include "engine/internal/family.h"
 #include "engine/validate.h"
@@ -35,7 +37,8 @@ SeriesCore::~SeriesCore() {
   if (num_cells > 0) CellAllocator::Free(first_cell, num_cells);
 }
 
-FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_per_series, size_t max_series)
+FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_per_series,
+                       size_t max_series)
     : desc_(std::move(desc)),
       cells_per_series_(cells_per_series),
       max_series_(std::max<size_t>(max_series, 1)),
@@ -46,8 +49,8 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
   std::lock_guard<std::mutex> lock(mu_);
   overflow_ = Create(values);
   if (desc_->label_names.empty()) {
-    // A family without labels has exactly one series; it is reported (as 0) from registration on, like
-    // client_golang's plain Counter, and wrong-arity lookups land in it.
+    // A family without labels has exactly one series; it is reported (as 0) from registration on,
+    // like client_golang's plain Counter, and wrong-arity lookups land in it.
     series_.emplace(overflow_->label_values, overflow_);
     overflow_listed_ = true;
   }
@@ -58,13 +61,14 @@ FamilyImpl::~FamilyImpl() = default;
 absl::Status FamilyImpl::Check(LabelValues values) const {
   if (values.size() != desc_->label_names.size()) {
     return absl::InvalidArgumentError(absl::StrCat("family \"", desc_->name, "\" has ",
-                                                   desc_->label_names.size(), " label names but ", values.size(),
-                                                   " label values were given"));
+                                                   desc_->label_names.size(), " label names but ",
+                                                   values.size(), " label values were given"));
   }
   for (size_t i = 0; i < values.size(); ++i) {
     if (!IsValidUtf8(values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("family \"", desc_->name, "\": the value of label \"",
-                                                     desc_->label_names[i], "\" is not valid UTF-8"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("family \"", desc_->name, "\": the value of label \"", desc_->label_names[i],
+                       "\" is not valid UTF-8"));
     }
   }
   return absl::OkStatus();
@@ -77,7 +81,7 @@ SeriesPtr FamilyImpl::Create(LabelValues values) {
     if (first == CellAllocator::kNoCells) return nullptr;
   }
   return std::make_shared<SeriesCore>(std::vector<std::string>(values.begin(), values.end()), first,
-                                      cells_per_series_);
+                                      cells_per_series_, desc_->histogram);
 }
 
 SeriesPtr FamilyImpl::DivertLocked() {
@@ -149,7 +153,8 @@ absl::Status FamilyImpl::Remove(LabelValues values) {
     series_.erase(it);
     dirty_ = true;
   }
-  // Release pairs with the acquire load in ThreadCaches::For: a thread seeing the new epoch sees the flag above.
+  // Release pairs with the acquire load in ThreadCaches::For: a thread seeing the new epoch sees
+  // the flag above.
   removal_epoch.fetch_add(1, std::memory_order_release);
   return absl::OkStatus();
 }
@@ -187,6 +192,23 @@ std::shared_ptr<const std::vector<SeriesPtr>> FamilyImpl::SortedSeries() {
     dirty_ = false;
   }
   return sorted_;
+}
+
+}  // namespace metrics::internal
+
+namespace metrics::internal {
+
+const HistogramLayout& DefaultHistogramLayout() {
+  static const HistogramLayout* layout = [] {
+    auto l = HistogramLayout::Create(HistogramConfig{});
+    if (!l.ok() || (*l)->num_cells() > kSinkCells) {
+      std::fprintf(stderr, "metrics: the default histogram layout does not fit the sink block\n");
+      std::abort();
+    }
+    auto* keep = new std::shared_ptr<const HistogramLayout>(*l);
+    return keep->get();
+  }();
+  return *layout;
 }
 
 }  // namespace metrics::internal

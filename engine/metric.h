@@ -1,5 +1,6 @@
-// Bound metric handles: what instrumented code holds and calls on its hot path. Light on purpose: it pulls in
-// no registry, container or exposition header. Handles come from a family (engine/registry.h).
+// Bound metric handles: what instrumented code holds and calls on its hot path. Light on purpose:
+// it pulls in no registry, container or exposition header. Handles come from a family
+// (engine/registry.h).
 #pragma once
 
 #include <cassert>
@@ -18,17 +19,18 @@ struct HandleAccess;
 
 // A monotonically increasing count, sharded per thread.
 //
-// Thread-safe. Inc/Add touch only the calling thread's own cells (a relaxed load and store, no atomic
-// read-modify-write, no lock, no allocation after the thread's first write), so any number of threads may share
-// one handle without contending. A scrape sums the cells of every shard.
+// Thread-safe. Inc/Add touch only the calling thread's own cells (a relaxed load and store, no
+// atomic read-modify-write, no lock, no allocation after the thread's first write), so any number
+// of threads may share one handle without contending. A scrape sums the cells of every shard.
 //
-// Integer increments (Inc) and fractional ones (Add) go to two separate cells, so integer counting stays exact
-// and as cheap as an integer add; the reported value is their sum.
+// Integer increments (Inc) and fractional ones (Add) go to two separate cells, so integer counting
+// stays exact and as cheap as an integer add; the reported value is their sum.
 //
-// A handle keeps its series alive: after the series (or its family) is removed, the handle still works but its
-// counts go to the detached series, which no scrape reports; its cells are recycled only after the last handle
-// is gone, so an old handle can never write into another series. A default-constructed handle writes to a sink.
-// Copying a handle is an atomic reference-count update: copy handles at set-up, not per event.
+// A handle keeps its series alive: after the series (or its family) is removed, the handle still
+// works but its counts go to the detached series, which no scrape reports; its cells are recycled
+// only after the last handle is gone, so an old handle can never write into another series. A
+// default-constructed handle writes to a sink. Copying a handle is an atomic reference-count
+// update: copy handles at set-up, not per event.
 class Counter {
  public:
   Counter() = default;
@@ -36,7 +38,8 @@ class Counter {
   // Adds 1.
   void Inc() { internal::CellAdd(internal::ThreadCells(), cell_, 1); }
 
-  // Adds n. A negative n (from a signed type) is ignored and fires a debug assertion: counters only go up.
+  // Adds n. A negative n (from a signed type) is ignored and fires a debug assertion: counters only
+  // go up.
   template <std::integral T>
   void Inc(T n) {
     if constexpr (std::is_signed_v<T>) {
@@ -46,7 +49,8 @@ class Counter {
     internal::CellAdd(internal::ThreadCells(), cell_, static_cast<uint64_t>(n));
   }
 
-  // Adds a non-negative amount. A negative or NaN v leaves the counter unchanged and fires a debug assertion.
+  // Adds a non-negative amount. A negative or NaN v leaves the counter unchanged and fires a debug
+  // assertion.
   void Add(double v) {
     assert(v >= 0 && "Counter::Add: negative or NaN increment ignored");
     if (!(v >= 0)) return;  // also rejects NaN
@@ -66,11 +70,12 @@ class Counter {
 
 // A value that goes up and down.
 //
-// Cost model: unlike Counter, a gauge is ONE shared cell (a std::atomic<double> in bits), because Set() must win
-// over every other thread's adds. Set() is a plain atomic store. Add/Inc/Dec are a compare-and-swap loop on that
-// cell: cheap when one thread owns the gauge, but contended (tens of ns, cache line bouncing) when several threads
-// update the same gauge at a high rate. Keep per-event code on counters and histograms; use gauges for values that
-// are set (sizes, lags, timestamps) or changed at a low rate.
+// Cost model: unlike Counter, a gauge is ONE shared cell (a std::atomic<double> in bits), because
+// Set() must win over every other thread's adds. Set() is a plain atomic store. Add/Inc/Dec are a
+// compare-and-swap loop on that cell: cheap when one thread owns the gauge, but contended (tens of
+// ns, cache line bouncing) when several threads update the same gauge at a high rate. Keep
+// per-event code on counters and histograms; use gauges for values that are set (sizes, lags,
+// timestamps) or changed at a low rate.
 class Gauge {
  public:
   Gauge() = default;

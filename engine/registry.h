@@ -1,15 +1,16 @@
-// The registry of metric families, and the typed families that hand out bound handles (engine/metric.h).
+// The registry of metric families, and the typed families that hand out bound handles
+// (engine/metric.h).
 //
 //   metrics::Registry reg;
 //   auto events = reg.AddCounter({.name = "events_stored_total", .help = "Events stored.",
 //                                 .label_names = {"event_type"}});
-//   metrics::Counter registered = *events->Bind({"team.registered"});   // fast path: keep the handle
-//   registered.Inc();
-//   events->WithLabelValues(type).Inc();                                 // lookup path: per-thread cache
+//   metrics::Counter registered = *events->Bind({"team.registered"});   // fast path: keep the
+//   handle registered.Inc(); events->WithLabelValues(type).Inc(); // lookup path: per-thread cache
 //   metrics::Snapshot snap = reg.Collect();                              // for exposition/
 //
-// Thread-safe: every method may be called from any thread. Registration, Bind and Remove take mutexes; handles'
-// Inc/Add never do; WithLabelValues takes one only on a calling thread's first use of a label set.
+// Thread-safe: every method may be called from any thread. Registration, Bind and Remove take
+// mutexes; handles' Inc/Add never do; WithLabelValues takes one only on a calling thread's first
+// use of a label set.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/histogram.h"
 #include "engine/internal/family.h"
 #include "engine/metric.h"
 #include "engine/snapshot.h"
@@ -36,21 +38,23 @@ struct FamilyOptions {
   std::string help;
   std::vector<std::string> label_names;
   std::vector<std::pair<std::string, std::string>> const_labels;
-  // Cardinality cap: label sets beyond it are diverted to one overflow series whose every label value is
+  // Cardinality cap: label sets beyond it are diverted to one overflow series whose every label
+  // value is
   // "__overflow__", and counted in metrics_cardinality_overflow_total{family="<name>"}.
   size_t max_series = kDefaultMaxSeries;
 };
 
-// A family of series of one metric type, told apart by label values. A cheap, copyable reference to state the
-// registry shares; it stays usable after the family is removed from its registry (lookups then yield handles
-// whose writes no scrape reports).
+// A family of series of one metric type, told apart by label values. A cheap, copyable reference to
+// state the registry shares; it stays usable after the family is removed from its registry (lookups
+// then yield handles whose writes no scrape reports).
 template <typename Handle>
 class Family {
  public:
-  // The lookup path. Returns this thread's cached handle for the label values, creating the series on first use.
-  // Never fails: a wrong number of values, a value that is not valid UTF-8, or a full family diverts the write to
-  // the overflow series (counted; a debug build asserts on the first two). The reference stays valid until this
-  // thread's next WithLabelValues call on any family; copy it into a Handle to keep it longer.
+  // The lookup path. Returns this thread's cached handle for the label values, creating the series
+  // on first use. Never fails: a wrong number of values, a value that is not valid UTF-8, or a full
+  // family diverts the write to the overflow series (counted; a debug build asserts on the first
+  // two). The reference stays valid until this thread's next WithLabelValues call on any family;
+  // copy it into a Handle to keep it longer.
   template <typename... V>
   Handle& WithLabelValues(const V&... values) {
     const std::string_view array[] = {std::string_view(values)..., std::string_view()};
@@ -62,8 +66,8 @@ class Family {
     return cache.Miss(values);
   }
 
-  // The binding path: a handle to keep, or an error naming the problem (wrong number of values, invalid UTF-8,
-  // family full, family removed).
+  // The binding path: a handle to keep, or an error naming the problem (wrong number of values,
+  // invalid UTF-8, family full, family removed).
   absl::StatusOr<Handle> Bind(std::initializer_list<std::string_view> values) {
     return Bind(internal::LabelValues(values.begin(), values.size()));
   }
@@ -73,8 +77,9 @@ class Family {
     return Handle(*std::move(s));
   }
 
-  // Removes one series: it is gone from the next Collect(); handles still bound to it write to a detached series
-  // until they are destroyed, then its cells are zeroed and reused. NotFound if there is no such series.
+  // Removes one series: it is gone from the next Collect(); handles still bound to it write to a
+  // detached series until they are destroyed, then its cells are zeroed and reused. NotFound if
+  // there is no such series.
   absl::Status Remove(std::initializer_list<std::string_view> values) {
     return impl_->Remove(internal::LabelValues(values.begin(), values.size()));
   }
@@ -94,6 +99,7 @@ class Family {
 
 using CounterFamily = Family<Counter>;
 using GaugeFamily = Family<Gauge>;
+using HistogramFamily = Family<Histogram>;
 
 class Registry {
  public:
@@ -101,26 +107,31 @@ class Registry {
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
-  // Registers a family, or returns the existing one when name, type, help, label names and constant labels are
-  // all identical. Errors: InvalidArgument (bad name, label name, duplicate label, invalid UTF-8 help or constant
-  // label value), AlreadyExists (the name is taken by a different definition).
+  // Registers a family, or returns the existing one when name, type, help, label names and constant
+  // labels are all identical. Errors: InvalidArgument (bad name, label name, duplicate label,
+  // invalid UTF-8 help or constant label value), AlreadyExists (the name is taken by a different
+  // definition).
   absl::StatusOr<CounterFamily> AddCounter(const FamilyOptions& options);
   absl::StatusOr<GaugeFamily> AddGauge(const FamilyOptions& options);
+  // Also InvalidArgument for a bad bucket list, schema, zero threshold or exponent range, or a
+  // label named "le".
+  absl::StatusOr<HistogramFamily> AddHistogram(const FamilyOptions& options,
+                                               const HistogramConfig& config = {});
 
-  // Removes a whole family: gone from the next Collect(); its handles keep working on detached series.
+  // Removes a whole family: gone from the next Collect(); its handles keep working on detached
+  // series.
   absl::Status Remove(std::string_view name);
 
-  // Sums every series over every thread shard. Never blocks writers; concurrent Collect calls are serialized so
-  // that each counter reads no lower than in the previous Collect.
+  // Sums every series over every thread shard. Never blocks writers; concurrent Collect calls are
+  // serialized so that each counter reads no lower than in the previous Collect.
   Snapshot Collect() const;
 
- protected:
-  // For the other metric types (histograms): registers `desc` with `cells` cells per series.
-  absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> AddFamily(FamilyDesc desc, uint32_t cells,
-                                                                  size_t max_series,
-                                                                  const std::vector<std::string_view>& reserved);
-
  private:
+  // Registers `desc` with `cells` cells per series.
+  absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> AddFamily(
+      FamilyDesc desc, uint32_t cells, size_t max_series,
+      const std::vector<std::string_view>& reserved);
+
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<internal::FamilyImpl>, std::less<>> families_;
   mutable std::mutex collect_mu_;

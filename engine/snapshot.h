@@ -1,4 +1,5 @@
-// An immutable, point-in-time view of a registry, made by Registry::Collect() for exposition/ to render.
+// An immutable, point-in-time view of a registry, made by Registry::Collect() for exposition/ to
+// render.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/internal/histogram_layout.h"
 #include "engine/internal/series.h"
 
 namespace metrics {
@@ -19,13 +21,43 @@ struct FamilyDesc {
   std::string help;
   MetricType type = MetricType::kCounter;
   std::vector<std::string> label_names;
-  std::vector<std::pair<std::string, std::string>> const_labels;  // rendered before the variable labels
+  std::vector<std::pair<std::string, std::string>>
+      const_labels;  // rendered before the variable labels
+  std::shared_ptr<const internal::HistogramLayout> histogram;  // histograms only: buckets, schema
+};
+
+// Native buckets of one sign as Prometheus' protobuf wants them: spans of consecutive bucket
+// indices (the first span's offset is its first index; each later offset is the gap after the
+// previous span) and one absolute count per bucket in the spans, in index order.
+struct BucketSpan {
+  int32_t offset = 0;
+  uint32_t length = 0;
+};
+struct NativeBuckets {
+  std::vector<BucketSpan> spans;
+  std::vector<uint64_t> counts;
+};
+
+struct HistogramSample {
+  uint64_t count = 0;
+  double sum = 0;
+  // Cumulative classic counts, one per boundary of desc->histogram->boundaries(), then +Inf. Taken
+  // from one read of each cell, so the +Inf entry equals count and the list never decreases, also
+  // while writers run.
+  std::vector<uint64_t> cumulative;
+  int schema = 0;
+  double zero_threshold = 0;
+  uint64_t zero_count = 0;  // includes NaN observations, as client_golang does
+  NativeBuckets positive;
+  NativeBuckets negative;
 };
 
 // One series' values at collect time.
 struct SeriesSample {
-  const std::vector<std::string>* label_values = nullptr;  // in label_names order; owned by the snapshot
-  // Counter: integer part of the count (Inc) in int_value, sum of fractional increments (Add) in value; the
+  const std::vector<std::string>* label_values =
+      nullptr;  // in label_names order; owned by the snapshot
+  // Counter: integer part of the count (Inc) in int_value, sum of fractional increments (Add) in
+  // value; the
   //          counter's value is Total(). Gauge: value.
   uint64_t int_value = 0;
   double value = 0;
@@ -36,10 +68,12 @@ struct SeriesSample {
 
 struct FamilySnapshot {
   std::shared_ptr<const FamilyDesc> desc;
-  std::vector<SeriesSample> samples;  // sorted by label values
+  std::vector<SeriesSample> samples;        // sorted by label values
+  std::vector<HistogramSample> histograms;  // histograms: one per sample, same order
   // Keeps the label values that samples point to alive.
   std::shared_ptr<const std::vector<internal::SeriesPtr>> series;
-  std::vector<std::shared_ptr<const std::vector<std::string>>> owned_labels;  // for synthesized families
+  std::vector<std::shared_ptr<const std::vector<std::string>>>
+      owned_labels;  // for synthesized families
 };
 
 struct Snapshot {

@@ -30,13 +30,14 @@ absl::Status ValidateMetricName(std::string_view name) {
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (!(IsAlpha(c) || c == ':' || (i > 0 && IsDigit(c)))) {
-      return absl::InvalidArgumentError(absl::StrCat("metric name ", Quote(name), ": invalid character at byte ",
-                                                     i, " (allowed: [a-zA-Z_:][a-zA-Z0-9_:]*)"));
+      return absl::InvalidArgumentError(absl::StrCat("metric name ", Quote(name),
+                                                     ": invalid character at byte ", i,
+                                                     " (allowed: [a-zA-Z_:][a-zA-Z0-9_:]*)"));
     }
   }
   if (name.substr(0, 2) == "__") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metric name ", Quote(name), ": the prefix \"__\" is reserved for internal use"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metric name ", Quote(name), ": the prefix \"__\" is reserved for internal use"));
   }
   return absl::OkStatus();
 }
@@ -46,13 +47,14 @@ absl::Status ValidateLabelName(std::string_view name) {
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
     if (!(IsAlpha(c) || (i > 0 && IsDigit(c)))) {
-      return absl::InvalidArgumentError(absl::StrCat("label name ", Quote(name), ": invalid character at byte ",
-                                                     i, " (allowed: [a-zA-Z_][a-zA-Z0-9_]*)"));
+      return absl::InvalidArgumentError(absl::StrCat("label name ", Quote(name),
+                                                     ": invalid character at byte ", i,
+                                                     " (allowed: [a-zA-Z_][a-zA-Z0-9_]*)"));
     }
   }
   if (name.substr(0, 2) == "__") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("label name ", Quote(name), ": the prefix \"__\" is reserved for internal use"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "label name ", Quote(name), ": the prefix \"__\" is reserved for internal use"));
   }
   return absl::OkStatus();
 }
@@ -99,7 +101,8 @@ absl::Status ValidateLabels(std::string_view family, const std::vector<std::stri
     }
     for (std::string_view r : reserved) {
       if (name == r) {
-        return absl::InvalidArgumentError(absl::StrCat("family ", Quote(family), ": label name ", Quote(name),
+        return absl::InvalidArgumentError(absl::StrCat("family ", Quote(family), ": label name ",
+                                                       Quote(name),
                                                        " is reserved for this metric type"));
       }
     }
@@ -112,7 +115,8 @@ absl::Status ValidateLabels(std::string_view family, const std::vector<std::stri
   for (const auto& [name, value] : const_labels) {
     if (absl::Status s = check(name); !s.ok()) return s;
     if (!IsValidUtf8(value)) {
-      return absl::InvalidArgumentError(absl::StrCat("family ", Quote(family), ": constant label ", Quote(name),
+      return absl::InvalidArgumentError(absl::StrCat("family ", Quote(family), ": constant label ",
+                                                     Quote(name),
                                                      " has a value that is not valid UTF-8"));
     }
   }

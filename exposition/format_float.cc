@@ -21,7 +21,8 @@ void AppendDouble(std::string* out, double v) {
     out->append(v > 0 ? "+Inf" : "-Inf");
     return;
   }
-  // Shortest round-trip digits in scientific form, e.g. "-1.2345e-07", then re-laid out like Go's 'g'.
+  // Shortest round-trip digits in scientific form, e.g. "-1.2345e-07", then re-laid out like Go's
+  // 'g'.
   char sci[32];
   auto r = std::to_chars(sci, sci + sizeof(sci), v, std::chars_format::scientific);
   const char* p = sci;

@@ -40,8 +40,10 @@ const char* TypeWord(MetricType t) {
   return "untyped";
 }
 
-void AppendLabels(std::string* out, const FamilyDesc& d, const std::vector<std::string>& values) {
-  if (d.const_labels.empty() && d.label_names.empty()) return;
+// `le` (histogram buckets) comes last when given.
+void AppendLabels(std::string* out, const FamilyDesc& d, const std::vector<std::string>& values,
+                  const std::string* le = nullptr) {
+  if (d.const_labels.empty() && d.label_names.empty() && le == nullptr) return;
   out->push_back('{');
   bool first = true;
   auto one = [&](std::string_view name, std::string_view value) {
@@ -54,7 +56,44 @@ void AppendLabels(std::string* out, const FamilyDesc& d, const std::vector<std::
   };
   for (const auto& [name, value] : d.const_labels) one(name, value);
   for (size_t i = 0; i < d.label_names.size(); ++i) one(d.label_names[i], values[i]);
+  if (le != nullptr) one("le", *le);
   out->push_back('}');
+}
+
+void WriteHistogramSamples(const FamilySnapshot& f, std::string* out) {
+  const FamilyDesc& d = *f.desc;
+  const std::vector<double>& bounds = d.histogram->boundaries();
+  std::vector<std::string> les;
+  for (double b : bounds) {
+    std::string le;
+    AppendDouble(&le, b);
+    les.push_back(std::move(le));
+  }
+  les.push_back("+Inf");
+  for (size_t k = 0; k < f.samples.size(); ++k) {
+    const std::vector<std::string>& values = *f.samples[k].label_values;
+    const HistogramSample& h = f.histograms[k];
+    for (size_t c = 0; c < les.size(); ++c) {
+      out->append(d.name);
+      out->append("_bucket");
+      AppendLabels(out, d, values, &les[c]);
+      out->push_back(' ');
+      AppendUint(out, h.cumulative[c]);
+      out->push_back('\n');
+    }
+    out->append(d.name);
+    out->append("_sum");
+    AppendLabels(out, d, values);
+    out->push_back(' ');
+    AppendDouble(out, h.sum);
+    out->append("\n");
+    out->append(d.name);
+    out->append("_count");
+    AppendLabels(out, d, values);
+    out->push_back(' ');
+    AppendUint(out, h.count);
+    out->push_back('\n');
+  }
 }
 
 }  // namespace
@@ -71,6 +110,10 @@ void WriteText(const Snapshot& snapshot, std::string* out) {
     out->push_back(' ');
     out->append(TypeWord(d.type));
     out->push_back('\n');
+    if (d.type == MetricType::kHistogram) {
+      WriteHistogramSamples(f, out);
+      continue;
+    }
     for (const SeriesSample& s : f.samples) {
       out->append(d.name);
       AppendLabels(out, d, *s.label_values);

@@ -9,9 +9,10 @@ namespace metrics::exposition {
 
 inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
-// Appends the whole snapshot to *out: per family "# HELP", "# TYPE", then its samples, families sorted by name
-// and series by label values. HELP escapes backslash and newline; label values also escape the double quote.
-// Integral counters print as integers; other values as shortest round-trip floats (format_float.h).
+// Appends the whole snapshot to *out: per family "# HELP", "# TYPE", then its samples, families
+// sorted by name and series by label values. HELP escapes backslash and newline; label values also
+// escape the double quote. Integral counters print as integers; other values as shortest round-trip
+// floats (format_float.h).
 void WriteText(const Snapshot& snapshot, std::string* out);
 
 }  // namespace metrics::exposition

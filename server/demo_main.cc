@@ -1,5 +1,5 @@
-// The main job until the event store exists: registers metrics, runs a multi-threaded synthetic workload on
-// them and prints the Prometheus text exposition.
+// The main job until the event store exists: registers metrics, runs a multi-threaded synthetic
+// workload on them and prints the Prometheus text exposition.
 //
 //   metrics-demo [--threads N] [--events N]
 #include <cstdio>
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   auto stored = registry.AddCounter({.name = "events_stored_total",
                                      .help = "Events stored, by event type.",
                                      .label_names = {"event_type"}});
-  auto bytes = registry.AddCounter({.name = "events_stored_bytes_total", .help = "Payload bytes stored."});
+  auto bytes =
+      registry.AddCounter({.name = "events_stored_bytes_total", .help = "Payload bytes stored."});
   auto workers = registry.AddGauge({.name = "demo_workers", .help = "Worker threads running."});
   if (!stored.ok() || !bytes.ok() || !workers.ok()) {
     std::fprintf(stderr, "registration failed\n");
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       running.Inc();
-      // Bound handles for the hot loop; WithLabelValues would do the same through the thread's cache.
+      // Bound handles for the hot loop; WithLabelValues would do the same through the thread's
+      // cache.
       std::vector<metrics::Counter> by_type;
       for (const char* type : types) by_type.push_back(*stored->Bind({type}));
       for (long i = t; i < events; i += threads) {

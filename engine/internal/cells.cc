@@ -23,8 +23,9 @@ struct ShardPool {
   pthread_key_t key;
 
   ShardPool() {
-    // The key's destructor runs at thread exit after the C++ thread_local destructors, and again if one of
-    // those wrote a metric (re-leasing a shard), so writes made during thread teardown are not lost either.
+    // The key's destructor runs at thread exit after the C++ thread_local destructors, and again if
+    // one of those wrote a metric (re-leasing a shard), so writes made during thread teardown are
+    // not lost either.
     if (pthread_key_create(&key, &ShardPool::OnThreadExit) != 0) {
       std::fprintf(stderr, "metrics: pthread_key_create failed\n");
       std::abort();
@@ -34,8 +35,8 @@ struct ShardPool {
   static void OnThreadExit(void* shard) {
     ShardPool& pool = Get();
     std::lock_guard<std::mutex> lock(pool.mu);
-    // Parking under the mutex orders this thread's last cell writes before the adopter's first ones (the
-    // adopter takes the same mutex in Lease).
+    // Parking under the mutex orders this thread's last cell writes before the adopter's first ones
+    // (the adopter takes the same mutex in Lease).
     pool.parked.push_back(static_cast<uint64_t*>(shard));
     tls_cells = nullptr;
   }
@@ -53,7 +54,8 @@ struct ShardPool {
       void* p = mmap(nullptr, size_t{kMaxCells} * sizeof(uint64_t), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) {
-        std::fprintf(stderr, "metrics: cannot reserve %zu bytes of address space for a thread shard\n",
+        std::fprintf(stderr,
+                     "metrics: cannot reserve %zu bytes of address space for a thread shard\n",
                      size_t{kMaxCells} * sizeof(uint64_t));
         std::abort();
       }
@@ -66,7 +68,8 @@ struct ShardPool {
   }
 
   static ShardPool& Get() {
-    static ShardPool* pool = new ShardPool();  // never destroyed: threads may exit after main returns
+    static ShardPool* pool =
+        new ShardPool();  // never destroyed: threads may exit after main returns
     return *pool;
   }
 };
@@ -127,9 +130,9 @@ void CellAllocator::Free(uint32_t first, uint32_t n) {
     for (uint32_t i = first; i < first + n; ++i) {
       // Read before writing, so a page that no thread ever wrote is not committed by the zeroing.
       if (CellLoad(cells, i) != 0) {
-        // No handle refers to the block any more, so no owner writes it; relaxed is enough because the block
-        // reaches its next series through the allocator mutex, which orders this store before that series'
-        // first write and first read.
+        // No handle refers to the block any more, so no owner writes it; relaxed is enough because
+        // the block reaches its next series through the allocator mutex, which orders this store
+        // before that series' first write and first read.
         std::atomic_ref<uint64_t>(cells[i]).store(0, std::memory_order_relaxed);
       }
     }

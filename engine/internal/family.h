@@ -1,15 +1,18 @@
-// A family's series index (shared, mutex-guarded, slow path) and the per-thread lookup caches in front of it
-// that make WithLabelValues free of contended writes.
+// A family's series index (shared, mutex-guarded, slow path) and the per-thread lookup caches in
+// front of it that make WithLabelValues free of contended writes.
 //
 //   Family<Counter>::WithLabelValues("a")
-//       │ thread_local ThreadCaches ── by family index ──► FamilyCache<Counter> { label values → Counter }
-//       │   hit: return the cached handle (a hash and a compare; no lock, no shared write)
-//       ▼   miss: FamilyImpl::Lookup under the family mutex, then cache the handle in this thread
-//   FamilyImpl { mutex; btree label values → SeriesPtr (sorted for exposition); overflow series; cap }
+//       │ thread_local ThreadCaches ── by family index ──► FamilyCache<Counter> { label values →
+//       Counter } │   hit: return the cached handle (a hash and a compare; no lock, no shared
+//       write) ▼   miss: FamilyImpl::Lookup under the family mutex, then cache the handle in this
+//       thread
+//   FamilyImpl { mutex; btree label values → SeriesPtr (sorted for exposition); overflow series;
+//   cap }
 //
-// Removal bumps a process-wide epoch (release); a thread seeing a new epoch (acquire) drops its cached handles
-// of removed series and families before its next lookup, so a removed series is freed once every handle and
-// every thread cache that held it has let go (threads that never look up again let go at exit).
+// Removal bumps a process-wide epoch (release); a thread seeing a new epoch (acquire) drops its
+// cached handles of removed series and families before its next lookup, so a removed series is
+// freed once every handle and every thread cache that held it has let go (threads that never look
+// up again let go at exit).
 #pragma once
 
 #include <atomic>
@@ -37,8 +40,8 @@ using LabelValues = absl::Span<const std::string_view>;
 // Value the overflow series has for every label.
 inline constexpr std::string_view kOverflowLabelValue = "__overflow__";
 
-// Heterogeneous hash/equality/order over label-value lists: stored as vector<string>, looked up as spans of
-// string_view without building a key.
+// Heterogeneous hash/equality/order over label-value lists: stored as vector<string>, looked up as
+// spans of string_view without building a key.
 struct LabelsHash {
   using is_transparent = void;
   size_t operator()(LabelValues v) const {
@@ -76,7 +79,8 @@ struct LabelsLess {
   }
 };
 
-// Bumped (release) by every removal of a series or family; pairs with the acquire load in ThreadCaches::Sync.
+// Bumped (release) by every removal of a series or family; pairs with the acquire load in
+// ThreadCaches::Sync.
 inline std::atomic<uint64_t> removal_epoch{0};
 
 class FamilyImpl {
@@ -90,8 +94,9 @@ class FamilyImpl {
   uint32_t cells_per_series() const { return cells_per_series_; }
   size_t max_series() const { return max_series_; }
 
-  // Finds or creates the series. On an invalid label set, a full family or exhausted cells returns the overflow
-  // series and counts the diversion, with the reason in *why (if given). A removed family returns nullptr.
+  // Finds or creates the series. On an invalid label set, a full family or exhausted cells returns
+  // the overflow series and counts the diversion, with the reason in *why (if given). A removed
+  // family returns nullptr.
   SeriesPtr Lookup(LabelValues values, absl::Status* why);
   // Like Lookup, but returns the error instead of diverting.
   absl::StatusOr<SeriesPtr> Bind(LabelValues values);
@@ -104,13 +109,14 @@ class FamilyImpl {
   uint64_t diverted() const;
   size_t size() const;
 
-  // The current series, sorted by label values; rebuilt only when the set changed since the last call.
+  // The current series, sorted by label values; rebuilt only when the set changed since the last
+  // call.
   std::shared_ptr<const std::vector<SeriesPtr>> SortedSeries();
 
  private:
-  SeriesPtr Create(LabelValues values);      // requires mu_; nullptr when cells are exhausted
+  SeriesPtr Create(LabelValues values);  // requires mu_; nullptr when cells are exhausted
   absl::Status Check(LabelValues values) const;
-  SeriesPtr DivertLocked();                  // requires mu_
+  SeriesPtr DivertLocked();  // requires mu_
 
   const std::shared_ptr<const FamilyDesc> desc_;
   const uint32_t cells_per_series_;
@@ -138,7 +144,8 @@ struct HandleAccess {
 class FamilyCacheBase {
  public:
   virtual ~FamilyCacheBase() = default;
-  // Drops handles of removed series. Returns false when the family itself is gone (drop the whole cache).
+  // Drops handles of removed series. Returns false when the family itself is gone (drop the whole
+  // cache).
   virtual bool Purge() = 0;
 };
 
@@ -148,8 +155,8 @@ class FamilyCache final : public FamilyCacheBase {
   explicit FamilyCache(std::shared_ptr<FamilyImpl> family) : family_(std::move(family)) {}
 
   Handle* Find(LabelValues values) {
-    // Monomorphic memo: a thread often asks for the same label set many times in a row, and comparing against
-    // the last key is cheaper than hashing.
+    // Monomorphic memo: a thread often asks for the same label set many times in a row, and
+    // comparing against the last key is cheaper than hashing.
     if (last_ != nullptr && LabelsEq()(*last_key_, values)) return last_;
     auto it = entries_.find(values);
     if (it == entries_.end()) return nullptr;
@@ -166,7 +173,8 @@ class FamilyCache final : public FamilyCacheBase {
       return diverted_;
     }
     if (!why.ok()) {
-      // Diverted label sets are not cached, so that random label values cannot grow every thread's cache.
+      // Diverted label sets are not cached, so that random label values cannot grow every thread's
+      // cache.
       diverted_ = Handle(std::move(s));
       return diverted_;
     }
@@ -180,7 +188,8 @@ class FamilyCache final : public FamilyCacheBase {
     if (family_->removed()) return false;
     last_ = nullptr;
     absl::erase_if(entries_, [](const auto& kv) {
-      // Acquire pairs with the release store in FamilyImpl::Remove; only a hint here, the epoch orders the rest.
+      // Acquire pairs with the release store in FamilyImpl::Remove; only a hint here, the epoch
+      // orders the rest.
       return HandleAccess::Series(kv.second)->removed.load(std::memory_order_acquire);
     });
     return true;
@@ -194,7 +203,8 @@ class FamilyCache final : public FamilyCacheBase {
   Handle diverted_;
 };
 
-// The calling thread's caches, indexed by FamilyImpl::index(). Freed (releasing their handles) at thread exit.
+// The calling thread's caches, indexed by FamilyImpl::index(). Freed (releasing their handles) at
+// thread exit.
 class ThreadCaches {
  public:
   static ThreadCaches& Get() {
@@ -214,8 +224,9 @@ class ThreadCaches {
   }
 
  private:
-  // Slow path: allocates this thread's caches and arranges for their destruction at thread exit (a pthread key
-  // destructor, so that lookups made by other thread_local destructors are released too).
+  // Slow path: allocates this thread's caches and arranges for their destruction at thread exit (a
+  // pthread key destructor, so that lookups made by other thread_local destructors are released
+  // too).
   static ThreadCaches* Create();
   static void Destroy(void* caches);
 

@@ -1,4 +1,5 @@
-// Debian's Abseil is built with its own absl::string_view (not std::string_view): this bridges the two.
+// Debian's Abseil is built with its own absl::string_view (not std::string_view): this bridges the
+// two.
 #pragma once
 
 #include <string_view>

@@ -1,4 +1,5 @@
-// Registers a counter through the installed headers and prints one exposition line; run.cmake checks it.
+// Registers a counter through the installed headers and prints one exposition line; run.cmake
+// checks it.
 #include <cstdio>
 #include <string>
 

@@ -1,5 +1,6 @@
-// Counters under threads: exact totals, short-lived threads, a concurrent scraper that must never see a counter
-// go down, and removal while writers run. Run under ThreadSanitizer in CI (label "concurrency").
+// Counters under threads: exact totals, short-lived threads, a concurrent scraper that must never
+// see a counter go down, and removal while writers run. Run under ThreadSanitizer in CI (label
+// "concurrency").
 #include <atomic>
 #include <string>
 #include <thread>
@@ -13,7 +14,8 @@ namespace metrics {
 namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kScale = 10;  // sanitizers are 5-20x slower; keep the same shape with fewer iterations
+constexpr int kScale =
+    10;  // sanitizers are 5-20x slower; keep the same shape with fewer iterations
 #else
 constexpr int kScale = 1;
 #endif
@@ -64,7 +66,8 @@ TEST(CounterConcurrencyTest, FiveThousandShortLivedThreadsAddUpAndReuseShards) {
   Snapshot s = r.Collect();
   EXPECT_EQ(Total(s, "x_total", {"bound"}), kThreads);
   EXPECT_EQ(Total(s, "x_total", {"lookup"}), kThreads);
-  // Exited threads park their shards for the next ones: shards track peak live threads, not all threads.
+  // Exited threads park their shards for the next ones: shards track peak live threads, not all
+  // threads.
   EXPECT_LE(internal::ShardCount(), shards_before + kConcurrent);
 }
 
@@ -136,7 +139,8 @@ TEST(CounterConcurrencyTest, ScraperNeverSeesACounterGoDown) {
   EXPECT_EQ(violations.load(), 0);
   EXPECT_GT(scrapes.load(), 0);
   Snapshot s = r.Collect();
-  for (int k = 0; k < 3; ++k) EXPECT_EQ(Total(s, "x_total", {keys[k]}), double{kRounds} * kPerThread);
+  for (int k = 0; k < 3; ++k)
+    EXPECT_EQ(Total(s, "x_total", {keys[k]}), double{kRounds} * kPerThread);
   EXPECT_EQ(Total(s, "x_total", {keys[3]}), 3.0 * kRounds * kPerThread * 0.25);
 }
 
@@ -144,7 +148,8 @@ TEST(CounterConcurrencyTest, RemovalWhileWritersRunNeverCorruptsOtherSeries) {
   Registry r;
   auto f = r.AddCounter({.name = "x_total", .help = "h", .label_names = {"k"}});
   std::atomic<bool> stop{false};
-  // Churn: a thread removes and recreates series "churn-N" while others write to them and to a stable series.
+  // Churn: a thread removes and recreates series "churn-N" while others write to them and to a
+  // stable series.
   std::thread churn([&] {
     for (int i = 0; !stop.load(); ++i) {
       std::string key = "churn-" + std::to_string(i % 8);
@@ -167,7 +172,8 @@ TEST(CounterConcurrencyTest, RemovalWhileWritersRunNeverCorruptsOtherSeries) {
   for (auto& t : ts) t.join();
   stop.store(true);
   churn.join();
-  // Every write to a churned series went either to a live one or to a detached one; none leaked into "stable".
+  // Every write to a churned series went either to a live one or to a detached one; none leaked
+  // into "stable".
   EXPECT_EQ(Total(r.Collect(), "x_total", {"stable"}), 2.0 * kIters);
 }
 

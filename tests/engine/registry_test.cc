@@ -27,7 +27,8 @@ double ValueOf(const Registry& r, std::string_view name, std::vector<std::string
   const FamilySnapshot* f = Find(s, name);
   if (f == nullptr) return std::nan("");
   for (const SeriesSample& x : f->samples) {
-    if (*x.label_values == labels) return f->desc->type == MetricType::kCounter ? x.Total() : x.value;
+    if (*x.label_values == labels)
+      return f->desc->type == MetricType::kCounter ? x.Total() : x.value;
   }
   return std::nan("");
 }
@@ -96,7 +97,8 @@ TEST(RegistryTest, DefaultHandlesWriteToASink) {
 
 TEST(RegistryTest, IdenticalRegistrationReturnsTheSameFamily) {
   Registry r;
-  FamilyOptions o{.name = "x_total", .help = "h", .label_names = {"a"}, .const_labels = {{"svc", "s"}}};
+  FamilyOptions o{
+      .name = "x_total", .help = "h", .label_names = {"a"}, .const_labels = {{"svc", "s"}}};
   auto f1 = r.AddCounter(o);
   auto f2 = r.AddCounter(o);
   ASSERT_TRUE(f1.ok() && f2.ok());
@@ -116,21 +118,26 @@ TEST(RegistryTest, ConflictingRegistrationNamesTheDifference) {
   EXPECT_THAT(help.status().message(), HasSubstr("help"));
   auto labels = r.AddCounter({.name = "x", .help = "h", .label_names = {"b"}});
   EXPECT_THAT(labels.status().message(), HasSubstr("[a] vs [b]"));
-  auto consts = r.AddCounter({.name = "x", .help = "h", .label_names = {"a"}, .const_labels = {{"c", "1"}}});
+  auto consts =
+      r.AddCounter({.name = "x", .help = "h", .label_names = {"a"}, .const_labels = {{"c", "1"}}});
   EXPECT_THAT(consts.status().message(), HasSubstr("constant labels"));
 }
 
 TEST(RegistryTest, RegistrationValidation) {
   Registry r;
-  EXPECT_EQ(r.AddCounter({.name = "1bad", .help = "h"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.AddCounter({.name = "1bad", .help = "h"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.AddCounter({.name = "__x", .help = "h"}).status().message(), HasSubstr("reserved"));
   EXPECT_THAT(r.AddCounter({.name = "x", .help = "h", .label_names = {"__a"}}).status().message(),
               HasSubstr("reserved"));
-  EXPECT_THAT(r.AddCounter({.name = "x", .help = "h", .label_names = {"a", "a"}}).status().message(),
-              HasSubstr("duplicate"));
-  EXPECT_THAT(r.AddCounter({.name = "x", .help = "bad \xff help"}).status().message(), HasSubstr("UTF-8"));
-  EXPECT_THAT(r.AddGauge({.name = "metrics_cardinality_overflow_total", .help = "h"}).status().message(),
-              HasSubstr("used by the registry"));
+  EXPECT_THAT(
+      r.AddCounter({.name = "x", .help = "h", .label_names = {"a", "a"}}).status().message(),
+      HasSubstr("duplicate"));
+  EXPECT_THAT(r.AddCounter({.name = "x", .help = "bad \xff help"}).status().message(),
+              HasSubstr("UTF-8"));
+  EXPECT_THAT(
+      r.AddGauge({.name = "metrics_cardinality_overflow_total", .help = "h"}).status().message(),
+      HasSubstr("used by the registry"));
   EXPECT_TRUE(r.Collect().families.empty());
 }
 
@@ -152,7 +159,7 @@ TEST(RegistryTest, BindValidatesLabelValues) {
 TEST(RegistryTest, WithLabelValuesDivertsInvalidInputToOverflow) {
   Registry r;
   auto f = r.AddCounter({.name = "x_total", .help = "h", .label_names = {"a"}});
-  f->WithLabelValues("a", "b").Inc();  // wrong arity
+  f->WithLabelValues("a", "b").Inc();   // wrong arity
   f->WithLabelValues("bad\xff").Inc();  // invalid UTF-8
   f->WithLabelValues("good").Inc();
   EXPECT_EQ(f->diverted(), 2u);
@@ -251,7 +258,7 @@ TEST(RegistryTest, RemovedFamily) {
   ASSERT_TRUE(r.Remove("x_total").ok());
   EXPECT_EQ(r.Remove("x_total").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Find(r.Collect(), "x_total"), nullptr);
-  kept.Inc();                      // harmless
+  kept.Inc();                     // harmless
   f->WithLabelValues("b").Inc();  // goes to the sink
   EXPECT_EQ(f->Bind({"c"}).status().code(), absl::StatusCode::kFailedPrecondition);
   // The name can be registered again, with another definition even, and starts empty.

@@ -1,0 +1,53 @@
+// The histogram handle: what instrumented code holds to record observations. Light, like
+// engine/metric.h.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "engine/internal/cells.h"
+#include "engine/internal/histogram_layout.h"
+#include "engine/internal/series.h"
+
+namespace metrics {
+namespace internal {
+struct HandleAccess;
+const HistogramLayout&
+DefaultHistogramLayout();  // for default-constructed handles (they write to the sink)
+}  // namespace internal
+
+// Distribution of observed values in log buckets (native-histogram geometry) with exact classic
+// `le` buckets (engine/internal/histogram_layout.h has the geometry and what NaN, +-Inf, 0 and
+// out-of-range values do).
+//
+// Thread-safe. Observe() touches only the calling thread's cells: it computes a slot from the
+// double's bits (a table load and a compare, a second compare for classic boundaries) and adds to
+// that slot's count and sum cells with relaxed loads and stores, no atomic read-modify-write. Each
+// slot carries its own partial sum, so successive observations in different buckets do not wait on
+// one shared sum cell; Collect() adds them up.
+//
+// Memory: layout.num_cells() * 8 bytes of address space per series per live thread (about 18 KiB
+// with the defaults), of which only the pages holding the buckets a thread actually hits are
+// committed. Handles keep their series alive and never write into another series after removal, as
+// Counter.
+class Histogram {
+ public:
+  Histogram() : layout_(&internal::DefaultHistogramLayout()) {}
+  explicit Histogram(internal::SeriesPtr s)
+      : series_(std::move(s)), layout_(series_->layout.get()), base_(series_->first_cell) {}
+
+  void Observe(double v) {
+    uint64_t* cells = internal::ThreadCells();
+    const uint32_t c = base_ + 2 * layout_->Slot(v);
+    internal::CellAdd(cells, c, 1);
+    internal::CellAddDouble(cells, c + 1, v);
+  }
+
+ private:
+  friend struct internal::HandleAccess;
+  internal::SeriesPtr series_;
+  const internal::HistogramLayout* layout_;
+  uint32_t base_ = 0;  // 0: the sink block
+};
+
+}  // namespace metrics
