@@ -37,10 +37,9 @@ class Histogram {
       : series_(std::move(s)), layout_(series_->layout.get()), base_(series_->first_cell) {}
 
   void Observe(double v) {
-    uint64_t* cells = internal::ThreadCells();
-    const uint32_t c = base_ + 2 * layout_->Slot(v);
-    internal::CellAdd(cells, c, 1);
-    internal::CellAddDouble(cells, c + 1, v);
+    uint64_t* slot = internal::ThreadCells() + base_ + 2 * size_t{layout_->Slot(v)};
+    internal::CellAdd(slot, 0, 1);
+    internal::CellAddDouble(slot, 1, v);
   }
 
  private:

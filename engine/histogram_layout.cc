@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -86,7 +87,7 @@ absl::Status HistogramLayout::Build() {
     }
   }
 
-  // Native boundaries B_j and the mantissa table (header comment).
+  // Native boundaries B_j and the native index range.
   const int s0 = std::max(c.schema, 0);
   const int per_octave = 1 << s0;
   bounds_.resize(per_octave + 1);
@@ -95,82 +96,86 @@ absl::Status HistogramLayout::Build() {
                  : j == per_octave ? 2.0
                                    : std::exp2(static_cast<double>(j) / per_octave);
   }
-  const int k = s0 + 1;
-  mantissa_shift_ = 52 - k;
-  table_.resize(size_t{1} << k);
-  for (uint32_t p = 0; p < table_.size(); ++p) {
-    if (p == 0) {
-      table_[p] = {0, 0,
-                   0};  // m == 0 is an exact power of two (j = 0); every other m here is <= B_1
-      continue;
-    }
-    uint64_t start = uint64_t{p} << mantissa_shift_;
-    uint32_t t = 1;
-    while (MantissaOf(bounds_[t]) < start) ++t;
-    table_[p] = {MantissaOf(bounds_[t]), t, 0};
-  }
-
-  // Native index range and the fast-path exponent window.
+  const int32_t n = c.schema < 0 ? (1 << -c.schema) : 1;
   if (c.schema >= 0) {
-    mult_ = per_octave;
-    base_e_ = static_cast<uint32_t>(c.min_exponent + 1023);
     i_lo_ = c.min_exponent * per_octave;
     i_hi_ = c.max_exponent * per_octave;
   } else {
-    neg_shift_ = static_cast<uint32_t>(-c.schema);
-    mult_ = 1;
-    base_e_ = 0;
-    schema0_offset_ = -1023;
-    const int32_t n = 1 << neg_shift_;
     i_lo_ = CeilDiv(c.min_exponent, n);
     i_hi_ = CeilDiv(c.max_exponent, n);
   }
-  int fast_lo = c.min_exponent;
-  if (c.zero_threshold > 0) {
-    int e;
-    std::frexp(c.zero_threshold, &e);  // zero_threshold < 2^e
-    fast_lo = std::max(fast_lo, e);    // every value with exponent >= e is above the threshold
-  }
-  fast_e_lo_ = static_cast<uint32_t>(fast_lo + 1023);
-  fast_e_span_ = fast_lo < c.max_exponent ? static_cast<uint32_t>(c.max_exponent - fast_lo) : 0;
-
-  // Main slots in value order: negative buckets outermost first, zero, positive buckets innermost
-  // first.
   const uint32_t n_buckets = static_cast<uint32_t>(i_hi_ - i_lo_ + 1);
-  neg_origin_ = n_buckets - 1;
-  zero_slot_ = n_buckets;
-  pos_origin_ = n_buckets + 1;
-  slots_.resize(2 * n_buckets + 1);
-  for (uint32_t r = 0; r < n_buckets; ++r) {
-    slots_[neg_origin_ - r] = {-1, i_lo_ + static_cast<int32_t>(r), 0};
-    slots_[pos_origin_ + r] = {+1, i_lo_ + static_cast<int32_t>(r), 0};
-  }
-  slots_[zero_slot_] = {0, 0, 0};
-  const double inf = std::numeric_limits<double>::infinity();
-  splits_.assign(slots_.size(), Split{inf, 0, 0});
+  const uint32_t n_ids = 2 * n_buckets + 1;
 
-  // Split the slot holding each classic boundary. Ascending order means the slot found is the last
-  // of its chain.
-  for (double b : c.buckets) {
-    uint32_t at = Slot(b);
-    uint32_t alt = static_cast<uint32_t>(slots_.size());
-    slots_.push_back(slots_[at]);
-    splits_.push_back(Split{inf, 0, 0});
-    splits_[at] = Split{b, alt, 0};
-  }
-  // Classic bucket of every slot: walk slots in value order, stepping to the next bucket at each
-  // split.
+  // Slots in value order: each bucket, then one slot per classic boundary inside it.
+  std::vector<std::vector<double>> splits(n_ids);
+  for (double b : c.buckets) splits[BucketId(b)].push_back(b);  // ascending, as the list is
+  const double inf = std::numeric_limits<double>::infinity();
+  bucket_slot_.resize(n_ids);
   uint32_t classic = 0;
-  for (uint32_t main = 0; main < 2 * n_buckets + 1; ++main) {
-    for (uint32_t s = main;; s = splits_[s].alt) {
-      slots_[s].classic = classic;
-      if (splits_[s].upper == inf) break;
-      ++classic;
+  for (uint32_t id = 0; id < n_ids; ++id) {
+    SlotInfo info{0, 0, 0};
+    if (id < n_buckets) {
+      info = {-1, i_hi_ - static_cast<int32_t>(id), 0};
+    } else if (id > n_buckets) {
+      info = {+1, i_lo_ + static_cast<int32_t>(id - n_buckets - 1), 0};
+    }
+    bucket_slot_[id] = static_cast<uint32_t>(slots_.size());
+    for (size_t k = 0; k <= splits[id].size(); ++k) {
+      info.classic = classic;
+      slots_.push_back(info);
+      if (k < splits[id].size()) {
+        upper_.push_back(splits[id][k]);
+        ++classic;
+      } else {
+        upper_.push_back(inf);
+      }
     }
   }
   nan_slot_ = static_cast<uint32_t>(slots_.size());
   slots_.push_back({0, 0, static_cast<uint32_t>(c.buckets.size())});
-  splits_.push_back(Split{inf, 0, 0});
+  upper_.push_back(inf);
+
+  // The fast table: keys (exponent, top s0+1 mantissa bits) for positive values with exponents in
+  // [fast_lo, max_exponent); below fast_lo a value may be at or under the zero threshold.
+  int fast_lo = c.min_exponent;
+  if (c.zero_threshold > 0) {
+    int e;
+    std::frexp(c.zero_threshold, &e);  // zero_threshold < 2^e
+    fast_lo = std::max(fast_lo, e);
+  }
+  const int k = s0 + 1;
+  key_shift_ = static_cast<uint32_t>(52 - k);
+  key_lo_ = static_cast<uint64_t>(fast_lo + 1023) << k;
+  key_span_ = fast_lo < c.max_exponent ? static_cast<uint64_t>(c.max_exponent - fast_lo) << k : 0;
+  table_.resize(key_span_);
+  std::vector<double> thresholds;
+  for (uint64_t key = 0; key < key_span_; ++key) {
+    const int e = fast_lo + static_cast<int>(key >> k);
+    const uint64_t p = key & ((uint64_t{1} << k) - 1);
+    const double lo = std::ldexp(1.0 + std::ldexp(static_cast<double>(p), -k), e);
+    const double hi = std::ldexp(1.0 + std::ldexp(static_cast<double>(p + 1), -k), e);
+    // Every value in [lo, hi) is lo's slot plus the number of thresholds t in [lo, hi) below it.
+    thresholds.clear();
+    for (int j = 0; j < per_octave; ++j) {
+      if (c.schema < 0 && (e & (n - 1)) != 0) break;  // below schema 0 only 2^(i n) bounds exist
+      double t = std::ldexp(bounds_[j], e);
+      if (t >= lo && t < hi) thresholds.push_back(t);
+    }
+    for (double b : c.buckets) {
+      if (b >= lo && b < hi) thresholds.push_back(b);
+    }
+    std::sort(thresholds.begin(), thresholds.end());
+    Entry& entry = table_[key];
+    if (thresholds.size() > 2) {
+      entry = {kNoThreshold, kNoThreshold, kSlowEntry};
+      continue;
+    }
+    auto mantissa = [](double t) { return __builtin_bit_cast(uint64_t, t) & kMantissaMask; };
+    entry.first = SlowSlot(lo);
+    entry.t1 = thresholds.size() > 0 ? mantissa(thresholds[0]) : kNoThreshold;
+    entry.t2 = thresholds.size() > 1 ? mantissa(thresholds[1]) : kNoThreshold;
+  }
   return absl::OkStatus();
 }
 
@@ -183,30 +188,32 @@ int32_t HistogramLayout::NativeIndexSlow(double abs_v) const {
     while (x > bounds_[j]) ++j;
     return (exp - 1) * (1 << config_.schema) + j;
   }
-  int32_t i0 = (exp - 1) + (x > 1 ? 1 : 0);
+  int32_t i0 = (exp - 1) + (x > 1 ? 1 : 0);  // schema-0 index: ceil(log2(abs_v))
   return CeilDiv(i0, 1 << -config_.schema);
+}
+
+uint32_t HistogramLayout::BucketId(double v) const {
+  const uint32_t n_buckets = static_cast<uint32_t>(i_hi_ - i_lo_ + 1);
+  const double a = std::fabs(v);
+  if (a <= config_.zero_threshold) return n_buckets;
+  const int32_t last = i_hi_ - i_lo_;
+  int32_t rel;
+  if (a >= std::ldexp(1.0, config_.max_exponent)) {
+    rel = last;  // includes +-Inf
+  } else if (a <= std::ldexp(1.0, config_.min_exponent)) {
+    rel = 0;
+  } else {
+    rel = std::clamp(NativeIndexSlow(a) - i_lo_, 0, last);
+  }
+  return v < 0 ? n_buckets - 1 - static_cast<uint32_t>(rel)
+               : n_buckets + 1 + static_cast<uint32_t>(rel);
 }
 
 uint32_t HistogramLayout::SlowSlot(double v) const {
   if (std::isnan(v)) return nan_slot_;
-  const double a = std::fabs(v);
-  uint32_t slot;
-  if (a <= config_.zero_threshold) {
-    slot = zero_slot_;
-  } else {
-    const int32_t last = i_hi_ - i_lo_;
-    int32_t rel;
-    if (a >= std::ldexp(1.0, config_.max_exponent)) {
-      rel = last;  // includes +-Inf
-    } else if (a <= std::ldexp(1.0, config_.min_exponent)) {
-      rel = 0;
-    } else {
-      rel = std::clamp(NativeIndexSlow(a) - i_lo_, 0, last);
-    }
-    slot =
-        v < 0 ? neg_origin_ - static_cast<uint32_t>(rel) : pos_origin_ + static_cast<uint32_t>(rel);
-  }
-  return Refine(slot, v);
+  uint32_t slot = bucket_slot_[BucketId(v)];
+  while (v > upper_[slot]) ++slot;
+  return slot;
 }
 
 }  // namespace internal

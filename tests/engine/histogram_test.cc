@@ -196,6 +196,21 @@ TEST(HistogramLayoutTest, FastPathAgreesWithSlowReferenceEverywhereInRange) {
   }
 }
 
+TEST(HistogramLayoutTest, TableAgreesWithSlowPathForDenseClassicBuckets) {
+  HistogramConfig c;
+  c.buckets = *LinearBuckets(0.001, 0.0001, 200);  // several boundaries per key: slow entries
+  c.buckets.push_back(3.0);
+  c.buckets.push_back(3.0001);
+  auto layout = *internal::HistogramLayout::Create(c);
+  std::vector<double> values = LogUniform(20000, 1e-4, 100, 3, false);
+  for (double b : c.buckets) {
+    values.push_back(b);
+    values.push_back(std::nextafter(b, 0.0));
+    values.push_back(std::nextafter(b, kInf));
+  }
+  for (double v : values) ASSERT_EQ(layout->Slot(v), layout->SlowSlot(v)) << v;
+}
+
 TEST(HistogramTest, MatchesOracleOnLogUniformValuesEveryValidSchema) {
   for (int schema = -4; schema <= 8; ++schema) {
     SCOPED_TRACE(schema);
