@@ -39,10 +39,6 @@ absl::StatusOr<std::vector<double>> ExponentialBuckets(double start, double fact
 namespace internal {
 namespace {
 
-uint64_t MantissaOf(double b) {  // b in [1, 2]; 2 maps to 2^52, past every mantissa
-  if (b >= 2) return uint64_t{1} << 52;
-  return __builtin_bit_cast(uint64_t, b) & ((uint64_t{1} << 52) - 1);
-}
 
 int32_t CeilDiv(int32_t a, int32_t n) { return a >= 0 ? (a + n - 1) / n : -((-a) / n); }
 

@@ -7,25 +7,21 @@
 namespace metrics::exposition {
 namespace {
 
+// Escapes \ and newline, and " when `quote`.
 void AppendEscaped(std::string* out, std::string_view s, bool quote) {
-  for (char c : s) {
-    switch (c) {
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '"':
-        if (quote) {
-          out->append("\\\"");
-          break;
-        }
-        [[fallthrough]];
-      default:
-        out->push_back(c);
-    }
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const char* rep = c == '\\'             ? "\\\\"
+                      : c == '\n'           ? "\\n"
+                      : (c == '"' && quote) ? "\\\""
+                                            : nullptr;
+    if (rep == nullptr) continue;
+    out->append(s.data() + start, i - start);
+    out->append(rep);
+    start = i + 1;
   }
+  out->append(s.data() + start, s.size() - start);
 }
 
 const char* TypeWord(MetricType t) {
@@ -37,97 +33,154 @@ const char* TypeWord(MetricType t) {
     case MetricType::kHistogram:
       return "histogram";
   }
-  return "untyped";
+  return "unknown";
 }
 
-// `le` (histogram buckets) comes last when given.
-void AppendLabels(std::string* out, const FamilyDesc& d, const std::vector<std::string>& values,
-                  const std::string* le = nullptr) {
-  if (d.const_labels.empty() && d.label_names.empty() && le == nullptr) return;
-  out->push_back('{');
-  bool first = true;
-  auto one = [&](std::string_view name, std::string_view value) {
-    if (!first) out->push_back(',');
-    first = false;
-    out->append(name);
-    out->append("=\"");
-    AppendEscaped(out, value, /*quote=*/true);
-    out->push_back('"');
-  };
-  for (const auto& [name, value] : d.const_labels) one(name, value);
-  for (size_t i = 0; i < d.label_names.size(); ++i) one(d.label_names[i], values[i]);
-  if (le != nullptr) one("le", *le);
-  out->push_back('}');
-}
+class Writer {
+ public:
+  Writer(Format format, std::string* out) : om_(format == Format::kOpenMetrics), out_(out) {}
 
-void WriteHistogramSamples(const FamilySnapshot& f, std::string* out) {
-  const FamilyDesc& d = *f.desc;
-  const std::vector<double>& bounds = d.histogram->boundaries();
-  std::vector<std::string> les;
-  for (double b : bounds) {
-    std::string le;
-    AppendDouble(&le, b);
-    les.push_back(std::move(le));
-  }
-  les.push_back("+Inf");
-  for (size_t k = 0; k < f.samples.size(); ++k) {
-    const std::vector<std::string>& values = *f.samples[k].label_values;
-    const HistogramSample& h = f.histograms[k];
-    for (size_t c = 0; c < les.size(); ++c) {
-      out->append(d.name);
-      out->append("_bucket");
-      AppendLabels(out, d, values, &les[c]);
-      out->push_back(' ');
-      AppendUint(out, h.cumulative[c]);
-      out->push_back('\n');
+  void Family(const FamilySnapshot& f) {
+    const FamilyDesc& d = *f.desc;
+    std::string_view name = d.name;
+    if (om_ && d.type == MetricType::kCounter && name.size() > 6 &&
+        name.substr(name.size() - 6) == "_total") {
+      name.remove_suffix(6);
     }
-    out->append(d.name);
-    out->append("_sum");
-    AppendLabels(out, d, values);
-    out->push_back(' ');
-    AppendDouble(out, h.sum);
-    out->append("\n");
-    out->append(d.name);
-    out->append("_count");
-    AppendLabels(out, d, values);
-    out->push_back(' ');
-    AppendUint(out, h.count);
-    out->push_back('\n');
+    out_->append("# HELP ");
+    out_->append(name);
+    out_->push_back(' ');
+    AppendEscaped(out_, d.help, /*quote=*/om_);
+    out_->append("\n# TYPE ");
+    out_->append(name);
+    out_->push_back(' ');
+    out_->append(TypeWord(d.type));
+    out_->push_back('\n');
+    switch (d.type) {
+      case MetricType::kCounter:
+        for (const SeriesSample& s : f.samples) {
+          Sample(name, om_ ? "_total" : "", d, s);
+          if (s.IsInteger()) {
+            AppendUint(out_, s.int_value);
+          } else {
+            Float(s.Total());
+          }
+          out_->push_back('\n');
+        }
+        break;
+      case MetricType::kGauge:
+        for (const SeriesSample& s : f.samples) {
+          Sample(name, "", d, s);
+          Float(s.value);
+          out_->push_back('\n');
+        }
+        break;
+      case MetricType::kHistogram:
+        Histograms(name, f);
+        break;
+    }
   }
-}
+
+  void End() {
+    if (om_) out_->append("# EOF\n");
+  }
+
+ private:
+  void Float(double v) { om_ ? AppendOpenMetricsFloat(out_, v) : AppendDouble(out_, v); }
+
+  // Renders `a="x",b="y"` for a series once, reused for every line of the series.
+  void RenderLabels(const FamilyDesc& d, const std::vector<std::string>& values) {
+    labels_.clear();
+    auto one = [&](std::string_view n, std::string_view v) {
+      if (!labels_.empty()) labels_.push_back(',');
+      labels_.append(n);
+      labels_.append("=\"");
+      AppendEscaped(&labels_, v, /*quote=*/true);
+      labels_.push_back('"');
+    };
+    for (const auto& [n, v] : d.const_labels) one(n, v);
+    for (size_t i = 0; i < d.label_names.size(); ++i) one(d.label_names[i], values[i]);
+  }
+
+  // "<name><suffix>{labels} " for a counter or gauge sample.
+  void Sample(std::string_view name, std::string_view suffix, const FamilyDesc& d,
+              const SeriesSample& s) {
+    out_->append(name);
+    out_->append(suffix);
+    if (!d.const_labels.empty() || !d.label_names.empty()) {
+      RenderLabels(d, *s.label_values);
+      out_->push_back('{');
+      out_->append(labels_);
+      out_->push_back('}');
+    }
+    out_->push_back(' ');
+  }
+
+  void Histograms(std::string_view name, const FamilySnapshot& f) {
+    const FamilyDesc& d = *f.desc;
+    les_.clear();
+    for (double b : d.histogram->boundaries()) {
+      std::string le;
+      om_ ? AppendOpenMetricsFloat(&le, b) : AppendDouble(&le, b);
+      les_.push_back(std::move(le));
+    }
+    les_.push_back("+Inf");
+    for (size_t k = 0; k < f.samples.size(); ++k) {
+      RenderLabels(d, *f.samples[k].label_values);
+      const HistogramSample& h = f.histograms[k];
+      for (size_t c = 0; c < les_.size(); ++c) {
+        out_->append(name);
+        out_->append("_bucket{");
+        out_->append(labels_);
+        if (!labels_.empty()) out_->push_back(',');
+        out_->append("le=\"");
+        out_->append(les_[c]);
+        out_->append("\"} ");
+        AppendUint(out_, h.cumulative[c]);
+        out_->push_back('\n');
+      }
+      Line(name, "_sum");
+      Float(h.sum);
+      out_->push_back('\n');
+      Line(name, "_count");
+      AppendUint(out_, h.count);
+      out_->push_back('\n');
+    }
+  }
+
+  void Line(std::string_view name, std::string_view suffix) {
+    out_->append(name);
+    out_->append(suffix);
+    if (!labels_.empty()) {
+      out_->push_back('{');
+      out_->append(labels_);
+      out_->push_back('}');
+    }
+    out_->push_back(' ');
+  }
+
+  const bool om_;
+  std::string* out_;
+  std::string labels_;
+  std::vector<std::string> les_;
+};
 
 }  // namespace
 
-void WriteText(const Snapshot& snapshot, std::string* out) {
-  for (const FamilySnapshot& f : snapshot.families) {
-    const FamilyDesc& d = *f.desc;
-    out->append("# HELP ");
-    out->append(d.name);
-    out->push_back(' ');
-    AppendEscaped(out, d.help, /*quote=*/false);
-    out->append("\n# TYPE ");
-    out->append(d.name);
-    out->push_back(' ');
-    out->append(TypeWord(d.type));
-    out->push_back('\n');
-    if (d.type == MetricType::kHistogram) {
-      WriteHistogramSamples(f, out);
-      continue;
-    }
-    for (const SeriesSample& s : f.samples) {
-      out->append(d.name);
-      AppendLabels(out, d, *s.label_values);
-      out->push_back(' ');
-      if (d.type == MetricType::kCounter && s.IsInteger()) {
-        AppendUint(out, s.int_value);
-      } else if (d.type == MetricType::kCounter) {
-        AppendDouble(out, s.Total());
-      } else {
-        AppendDouble(out, s.value);
-      }
-      out->push_back('\n');
-    }
-  }
+std::string_view ContentType(Format format) {
+  return format == Format::kOpenMetrics ? kOpenMetricsContentType : kTextContentType;
+}
+
+void Write(Format format, const Snapshot& snapshot, std::string* out) {
+  Writer w(format, out);
+  for (const FamilySnapshot& f : snapshot.families) w.Family(f);
+  w.End();
+}
+
+void WriteText(const Snapshot& snapshot, std::string* out) { Write(Format::kText, snapshot, out); }
+
+void WriteOpenMetrics(const Snapshot& snapshot, std::string* out) {
+  Write(Format::kOpenMetrics, snapshot, out);
 }
 
 }  // namespace metrics::exposition

@@ -1,18 +1,36 @@
-// Renders a registry snapshot (engine/snapshot.h) as Prometheus text exposition format 0.0.4.
+// Renders a registry snapshot (engine/snapshot.h) as Prometheus text format 0.0.4 or
+// OpenMetrics 1.0.
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "engine/snapshot.h"
 
 namespace metrics::exposition {
 
-inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+enum class Format { kText, kOpenMetrics };
 
-// Appends the whole snapshot to *out: per family "# HELP", "# TYPE", then its samples, families
-// sorted by name and series by label values. HELP escapes backslash and newline; label values also
-// escape the double quote. Integral counters print as integers; other values as shortest round-trip
-// floats (format_float.h).
+inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr char kOpenMetricsContentType[] =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+std::string_view ContentType(Format format);
+
+// Appends the whole snapshot to *out, one family's lines together: "# HELP", "# TYPE", then its
+// samples; families in snapshot order (sorted by name), series sorted by label values, constant
+// labels before variable ones and `le` last.
+//
+// Escaping: label values escape \ " and newline in both formats; HELP escapes \ and newline in
+// text 0.0.4, and also " in OpenMetrics. Numbers: integral counters and bucket counts print as
+// integers; other values as shortest round-trip floats laid out like Go's %g (format_float.h),
+// NaN, +Inf, -Inf; in OpenMetrics an integral float keeps a ".0" ("1.0", le="1.0"), as
+// client_golang writes it.
+//
+// OpenMetrics specifics: a counter's family name drops a "_total" suffix in HELP/TYPE and its
+// sample is <family>_total; the output ends with "# EOF".
 void WriteText(const Snapshot& snapshot, std::string* out);
+void WriteOpenMetrics(const Snapshot& snapshot, std::string* out);
+void Write(Format format, const Snapshot& snapshot, std::string* out);
 
 }  // namespace metrics::exposition

@@ -1,0 +1,69 @@
+#include "exposition/http_exporter.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace metrics::exposition {
+
+void UseExclusivePort(httplib::Server& server) {
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second process bind the same port
+  // and silently take half the scrapes; keep SO_REUSEADDR (fast restarts) only.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+}
+
+void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler) {
+  server.Get("/metrics", [handler](const httplib::Request& req, httplib::Response& res) {
+    handler->Scrape(req.get_header_value("Accept"), req.get_header_value("Accept-Encoding"),
+                    [&](const ScrapeResult& r) {
+                      res.set_content(r.body.data(), r.body.size(),
+                                      std::string(r.content_type).c_str());
+                      if (r.gzipped) res.set_header("Content-Encoding", "gzip");
+                    });
+  });
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain; charset=utf-8");
+  });
+  auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
+    res.status = 405;
+    res.set_header("Allow", "GET");
+    res.set_content("method not allowed\n", "text/plain; charset=utf-8");
+  };
+  for (const char* path : {"/metrics", "/healthz"}) {
+    server.Post(path, not_allowed);
+    server.Put(path, not_allowed);
+    server.Delete(path, not_allowed);
+    server.Patch(path, not_allowed);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(
+    const ExporterOptions& options, std::shared_ptr<MetricsHandler> handler) {
+  std::unique_ptr<HttpExporter> e(new HttpExporter());
+  UseExclusivePort(e->server_);
+  MountMetrics(e->server_, std::move(handler));
+  if (options.port == 0) {
+    e->port_ = e->server_.bind_to_any_port(options.host);
+    if (e->port_ <= 0) {
+      return absl::UnavailableError(absl::StrCat("cannot bind ", options.host, ":0"));
+    }
+  } else {
+    if (!e->server_.bind_to_port(options.host, options.port)) {
+      return absl::UnavailableError(absl::StrCat("cannot bind ", options.host, ":", options.port));
+    }
+    e->port_ = options.port;
+  }
+  HttpExporter* raw = e.get();
+  e->thread_ = std::thread([raw] { raw->server_.listen_after_bind(); });
+  return e;
+}
+
+void HttpExporter::Stop() {
+  server_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+HttpExporter::~HttpExporter() { Stop(); }
+
+}  // namespace metrics::exposition
