@@ -1,5 +1,7 @@
 #include "exposition/http_exporter.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace metrics::exposition {
@@ -56,6 +58,12 @@ absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(
   }
   HttpExporter* raw = e.get();
   e->thread_ = std::thread([raw] { raw->server_.listen_after_bind(); });
+  // stop() before the listen loop has started would be lost and Stop() would then wait forever:
+  // return only once the server runs.
+  for (int i = 0; i < 5000 && !e->server_.is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!e->server_.is_running()) return absl::InternalError("HTTP server thread did not start");
   return e;
 }
 
