@@ -1,0 +1,304 @@
+// Our exposition read by the real peers a user meets: promtool, Python's prometheus_client parser,
+// and a Prometheus 2.42 server scraping our HTTP exporter. A peer whose binary is truly absent
+// skips its test loudly (GTEST_SKIP with the install hint); tools/install-deps.sh installs all of
+// them.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/registry.h"
+#include "exposition/http_exporter.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace metrics {
+namespace {
+
+using ::testing::HasSubstr;
+
+bool Executable(const char* path) { return access(path, X_OK) == 0; }
+
+std::string TempDir() {
+  char dir[] = "/tmp/metrics-interop-XXXXXX";
+  if (mkdtemp(dir) == nullptr) return "/tmp";
+  return dir;
+}
+
+void WriteFile(const std::string& path, const std::string& body) {
+  std::ofstream(path, std::ios::binary) << body;
+}
+
+// Runs a shell command, returns its exit status and (merged) output.
+int RunShell(const std::string& cmd, std::string* output) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  output->clear();
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A registry with every type, nasty label values and special floats.
+void FillRich(Registry& r) {
+  auto c = r.AddCounter({.name = "interop_events_total",
+                         .help = "Events with a \\ backslash and\na newline.",
+                         .label_names = {"type"},
+                         .const_labels = {{"instance_role", "primary"}}});
+  c->WithLabelValues("team.registered").Inc(42);
+  c->WithLabelValues("quote\"back\\slash\nnewline").Inc(7);
+  c->WithLabelValues("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80").Inc(3);
+  c->WithLabelValues("").Add(0.125);
+  auto g = r.AddGauge(
+      {.name = "interop_temperature_celsius", .help = "Gauge.", .label_names = {"probe"}});
+  g->WithLabelValues("a").Set(-12.5);
+  g->WithLabelValues("b").Set(1e-300);
+  g->WithLabelValues("c").Set(123456789.125);
+  g->WithLabelValues("nan").Set(std::numeric_limits<double>::quiet_NaN());
+  g->WithLabelValues("inf").Set(std::numeric_limits<double>::infinity());
+  auto h = r.AddHistogram(
+      {.name = "interop_latency_seconds", .help = "Latency.", .label_names = {"op"}});
+  for (double v : {0.001, 0.02, 0.02, 0.3, 0.7, 4.0, 20.0}) h->WithLabelValues("read").Observe(v);
+  (void)h->Bind({"idle"});
+}
+
+std::string Render(exposition::Format f) {
+  Registry r;
+  FillRich(r);
+  std::string out;
+  exposition::Write(f, r.Collect(), &out);
+  return out;
+}
+
+TEST(InteropTest, PromtoolCheckMetricsPasses) {
+  if (!Executable("/usr/bin/promtool")) {
+    GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/promtool missing (apt-get install prometheus)";
+  }
+  std::string dir = TempDir(), out;
+  WriteFile(dir + "/m.prom", Render(exposition::Format::kText));
+  int rc = RunShell("/usr/bin/promtool check metrics < " + dir + "/m.prom", &out);
+  EXPECT_EQ(rc, 0) << out;
+  // And the tool in the repo gives the same verdict, on a file and on stdin.
+  rc = RunShell(std::string(METRICS_SOURCE_DIR) + "/tools/promlint-check.sh " + dir + "/m.prom",
+                &out);
+  EXPECT_EQ(rc, 0) << out;
+  // A lint problem is reported as such: a counter without _total.
+  WriteFile(dir + "/bad.prom", "# HELP x h\n# TYPE x counter\nx 1\n");
+  rc = RunShell(
+      std::string(METRICS_SOURCE_DIR) + "/tools/promlint-check.sh - < " + dir + "/bad.prom", &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_THAT(out, HasSubstr("_total"));
+}
+
+constexpr char kPythonReader[] = R"PY(
+import json, math, sys
+fmt = sys.argv[1]
+text = open(sys.argv[2]).read()
+if fmt == "openmetrics":
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+else:
+    from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(text):
+    for s in fam.samples:
+        v = s.value
+        out.append({"name": s.name, "labels": s.labels,
+                    "value": "NaN" if math.isnan(v) else ("+Inf" if v == math.inf else repr(float(v)))})
+print(json.dumps(out))
+)PY";
+
+// name + sorted labels -> value text (Python's repr of the float, or NaN/+Inf)
+std::map<std::string, std::string> ReadWithPython(exposition::Format f, std::string* error) {
+  std::map<std::string, std::string> samples;
+  std::string dir = TempDir(), out;
+  WriteFile(dir + "/reader.py", kPythonReader);
+  WriteFile(dir + "/m.txt", Render(f));
+  int rc = RunShell("/usr/bin/python3 " + dir + "/reader.py " +
+                        (f == exposition::Format::kOpenMetrics ? "openmetrics" : "text") + " " +
+                        dir + "/m.txt",
+                    &out);
+  if (rc != 0) {
+    *error = out;
+    return samples;
+  }
+  for (const auto& s : nlohmann::json::parse(out)) {
+    std::string key = s["name"].get<std::string>();
+    for (const auto& [k, v] : s["labels"].items()) key += "|" + k + "=" + v.get<std::string>();
+    samples[key] = s["value"].get<std::string>();
+  }
+  return samples;
+}
+
+void ExpectRichSamples(const std::map<std::string, std::string>& m) {
+  auto at = [&](const std::string& k) {
+    auto it = m.find(k);
+    return it == m.end() ? std::string("<missing " + k + ">") : it->second;
+  };
+  EXPECT_EQ(at("interop_events_total|instance_role=primary|type=team.registered"), "42.0");
+  EXPECT_EQ(at("interop_events_total|instance_role=primary|type=quote\"back\\slash\nnewline"),
+            "7.0");
+  EXPECT_EQ(at("interop_events_total|instance_role=primary|type=caf\xc3\xa9 \xe2\x82\xac "
+               "\xf0\x9f\x98\x80"),
+            "3.0");
+  EXPECT_EQ(at("interop_events_total|instance_role=primary|type="), "0.125");
+  EXPECT_EQ(at("interop_temperature_celsius|probe=a"), "-12.5");
+  EXPECT_EQ(at("interop_temperature_celsius|probe=b"), "1e-300");
+  EXPECT_EQ(at("interop_temperature_celsius|probe=c"), "123456789.125");
+  EXPECT_EQ(at("interop_temperature_celsius|probe=nan"), "NaN");
+  EXPECT_EQ(at("interop_temperature_celsius|probe=inf"), "+Inf");
+  EXPECT_EQ(at("interop_latency_seconds_bucket|le=0.025|op=read"), "3.0");
+  EXPECT_EQ(at("interop_latency_seconds_bucket|le=+Inf|op=read"), "7.0");
+  EXPECT_EQ(at("interop_latency_seconds_count|op=read"), "7.0");
+  EXPECT_EQ(at("interop_latency_seconds_sum|op=read"), "25.041");
+  EXPECT_EQ(at("interop_latency_seconds_count|op=idle"), "0.0");
+}
+
+TEST(InteropTest, PythonClientParsesEveryValueExactly) {
+  if (!Executable("/usr/bin/python3")) GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/python3 missing";
+  for (auto f : {exposition::Format::kText, exposition::Format::kOpenMetrics}) {
+    SCOPED_TRACE(f == exposition::Format::kText ? "text" : "openmetrics");
+    std::string error;
+    auto samples = ReadWithPython(f, &error);
+    if (error.find("No module named 'prometheus_client'") != std::string::npos) {
+      GTEST_SKIP() << "SKIPPED LOUDLY: python3-prometheus-client missing";
+    }
+    ASSERT_TRUE(error.empty()) << error;
+    ExpectRichSamples(samples);
+  }
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A Prometheus server on loopback with a temporary config and data dir; killed on destruction.
+class PrometheusServer {
+ public:
+  PrometheusServer(int target_port) : dir_(TempDir()), port_(FreePort()) {
+    WriteFile(dir_ + "/prometheus.yml",
+              "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+              "scrape_configs:\n  - job_name: interop\n    static_configs:\n"
+              "      - targets: ['127.0.0.1:" +
+                  std::to_string(target_port) + "']\n");
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = dir_ + "/prometheus.log";
+      freopen(log.c_str(), "w", stdout);
+      freopen(log.c_str(), "a", stderr);
+      std::string cfg = "--config.file=" + dir_ + "/prometheus.yml";
+      std::string data = "--storage.tsdb.path=" + dir_ + "/data";
+      std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+      execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), data.c_str(), listen.c_str(),
+            (char*)nullptr);
+      _exit(127);
+    }
+  }
+  ~PrometheusServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int st;
+      waitpid(pid_, &st, 0);
+    }
+    std::string out;
+    RunShell("rm -rf " + dir_, &out);
+  }
+
+  // Runs an instant query; returns the JSON result array, or null until it answers.
+  nlohmann::json Query(const std::string& promql) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(1);
+    auto res = c.Get("/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
+    if (!res || res->status != 200) return nullptr;
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    if (j.is_discarded() || j["status"] != "success") return nullptr;
+    return j["data"]["result"];
+  }
+
+  // Polls `promql` until it returns a non-empty vector or the deadline passes.
+  nlohmann::json WaitFor(const std::string& promql, int seconds) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < deadline) {
+      nlohmann::json r = Query(promql);
+      if (r.is_array() && !r.empty()) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    return nullptr;
+  }
+
+  std::string Log() {
+    std::ifstream in(dir_ + "/prometheus.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  std::string dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+TEST(InteropTest, RealPrometheusScrapesAndQueries) {
+  if (!Executable("/usr/bin/prometheus")) {
+    GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/prometheus missing (apt-get install prometheus)";
+  }
+  Registry r;
+  FillRich(r);
+  auto handler = std::make_shared<exposition::MetricsHandler>(std::vector<const Registry*>{&r});
+  auto exporter = exposition::HttpExporter::Start({.host = "127.0.0.1", .port = 0}, handler);
+  ASSERT_TRUE(exporter.ok()) << exporter.status();
+  PrometheusServer prom((*exporter)->port());
+
+  auto up = prom.WaitFor("up{job=\"interop\"} == 1", 60);
+  ASSERT_FALSE(up.is_null()) << "target never up; prometheus log:\n" << prom.Log();
+  auto v = prom.WaitFor("interop_events_total{type=\"team.registered\"}", 30);
+  ASSERT_FALSE(v.is_null()) << prom.Log();
+  EXPECT_EQ(v[0]["value"][1], "42");
+  EXPECT_EQ(v[0]["metric"]["instance_role"], "primary");
+  auto odd = prom.Query("interop_events_total{type=\"quote\\\"back\\\\slash\\nnewline\"}");
+  ASSERT_TRUE(odd.is_array() && odd.size() == 1) << odd;
+  EXPECT_EQ(odd[0]["value"][1], "7");
+  // Median of 7 observations (0.001 0.02 0.02 0.3 0.7 4 20) is 0.3: in the (0.25, 0.5] bucket.
+  auto q = prom.Query("histogram_quantile(0.5, interop_latency_seconds_bucket{op=\"read\"})");
+  ASSERT_TRUE(q.is_array() && q.size() == 1) << q;
+  double median = std::stod(q[0]["value"][1].get<std::string>());
+  EXPECT_GT(median, 0.25);
+  EXPECT_LE(median, 0.5);
+  // Values change between scrapes and Prometheus follows.
+  r.AddCounter({.name = "interop_events_total",
+                .help = "Events with a \\ backslash and\na newline.",
+                .label_names = {"type"},
+                .const_labels = {{"instance_role", "primary"}}})
+      ->WithLabelValues("team.registered")
+      .Inc(8);
+  auto later = prom.WaitFor("interop_events_total{type=\"team.registered\"} == 50", 30);
+  EXPECT_FALSE(later.is_null()) << prom.Log();
+}
+
+}  // namespace
+}  // namespace metrics
