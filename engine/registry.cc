@@ -40,14 +40,14 @@ std::string Difference(const FamilyDesc& a, const FamilyDesc& b) {
 
 constexpr std::string_view kOverflowFamily = "metrics_cardinality_overflow_total";
 
-// Runs of non-zero counts, indices i_lo + r for r in [0, counts.size()).
-NativeBuckets ToSpans(int32_t i_lo, const std::vector<uint64_t>& counts) {
+// Runs of non-zero counts among counts[lo..hi], bucket index = i_lo + position.
+NativeBuckets ToSpans(int32_t i_lo, const std::vector<uint64_t>& counts, int32_t lo, int32_t hi) {
   NativeBuckets out;
   int32_t next = 0;  // index just past the previous span
   bool first = true;
-  for (size_t r = 0; r < counts.size(); ++r) {
+  for (int32_t r = lo; r <= hi; ++r) {
     if (counts[r] == 0) continue;
-    int32_t i = i_lo + static_cast<int32_t>(r);
+    int32_t i = i_lo + r;
     if (!first && i == next) {
       ++out.spans.back().length;
     } else {
@@ -60,6 +60,8 @@ NativeBuckets ToSpans(int32_t i_lo, const std::vector<uint64_t>& counts) {
   return out;
 }
 
+// One pass over each shard's block per series; every derived figure (count, cumulative classic
+// buckets, native buckets) comes from the same read of each cell, hence consistent.
 void CollectHistograms(const internal::HistogramLayout& layout,
                        const std::vector<internal::SeriesPtr>& series,
                        const std::vector<const uint64_t*>& shards,
@@ -71,44 +73,43 @@ void CollectHistograms(const internal::HistogramLayout& layout,
   for (const auto& s : slots) {
     if (s.sign != 0) i_lo = std::min(i_lo, s.native_index), i_hi = std::max(i_hi, s.native_index);
   }
-  std::vector<uint64_t> counts(n_slots);
-  std::vector<double> sums(n_slots);
+  if (i_lo > i_hi) i_lo = i_hi = 0;
+  // Native counts by sign, reused across series; only the touched range is cleared again.
+  std::vector<uint64_t> native[2] = {std::vector<uint64_t>(i_hi - i_lo + 1),
+                                     std::vector<uint64_t>(i_hi - i_lo + 1)};
   out->resize(series.size());
   for (size_t k = 0; k < series.size(); ++k) {
-    std::fill(counts.begin(), counts.end(), 0);
-    std::fill(sums.begin(), sums.end(), 0.0);
-    const uint32_t base = series[k]->first_cell;
-    for (const uint64_t* shard : shards) {
-      for (uint32_t slot = 0; slot < n_slots; ++slot) {
-        uint64_t c = internal::CellLoad(shard, base + 2 * slot);
-        if (c == 0)
-          continue;  // a slot's sum is read only with a count, so sum and count stay consistent
-        counts[slot] += c;
-        sums[slot] += internal::BitsToDouble(internal::CellLoad(shard, base + 2 * slot + 1));
-      }
-    }
     HistogramSample& h = (*out)[k];
     h.schema = layout.schema();
     h.zero_threshold = layout.zero_threshold();
     h.cumulative.assign(n_classic, 0);
-    std::vector<uint64_t> pos(i_hi - i_lo + 1), neg(i_hi - i_lo + 1);
-    for (uint32_t slot = 0; slot < n_slots; ++slot) {
-      if (counts[slot] == 0) continue;
-      const auto& info = slots[slot];
-      h.count += counts[slot];
-      h.sum += sums[slot];
-      h.cumulative[info.classic] += counts[slot];
-      if (info.sign > 0) {
-        pos[info.native_index - i_lo] += counts[slot];
-      } else if (info.sign < 0) {
-        neg[info.native_index - i_lo] += counts[slot];
-      } else {
-        h.zero_count += counts[slot];
+    int32_t lo[2] = {INT32_MAX, INT32_MAX}, hi[2] = {-1, -1};
+    for (const uint64_t* shard : shards) {
+      const uint64_t* block = shard + series[k]->first_cell;
+      for (uint32_t slot = 0; slot < n_slots; ++slot) {
+        const uint64_t c = internal::CellLoad(block, 2 * slot);
+        if (c == 0) continue;  // a sum is read only with its count, so the two stay consistent
+        h.count += c;
+        h.sum += internal::BitsToDouble(internal::CellLoad(block, 2 * slot + 1));
+        const auto& info = slots[slot];
+        h.cumulative[info.classic] += c;
+        if (info.sign == 0) {
+          h.zero_count += c;
+          continue;
+        }
+        const int side = info.sign > 0;
+        const int32_t r = info.native_index - i_lo;
+        native[side][r] += c;
+        lo[side] = std::min(lo[side], r);
+        hi[side] = std::max(hi[side], r);
       }
     }
     for (size_t c = 1; c < n_classic; ++c) h.cumulative[c] += h.cumulative[c - 1];
-    h.positive = ToSpans(i_lo, pos);
-    h.negative = ToSpans(i_lo, neg);
+    h.positive = ToSpans(i_lo, native[1], lo[1], hi[1]);
+    h.negative = ToSpans(i_lo, native[0], lo[0], hi[0]);
+    for (int side = 0; side < 2; ++side) {
+      for (int32_t r = lo[side]; r <= hi[side]; ++r) native[side][r] = 0;
+    }
   }
 }
 

@@ -7,10 +7,20 @@
 namespace metrics::exposition {
 namespace {
 
-// Escapes \ and newline, and " when `quote`.
+// Escapes \ and newline, and " when `quote`. Most values need nothing: scan first, copy once.
 void AppendEscaped(std::string* out, std::string_view s, bool quote) {
-  size_t start = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
+  size_t i = 0;
+  for (; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '\\' || c == '\n' || (c == '"' && quote)) break;
+  }
+  if (i == s.size()) {
+    out->append(s);
+    return;
+  }
+  out->append(s.data(), i);
+  size_t start = i;
+  for (; i < s.size(); ++i) {
     const char c = s[i];
     const char* rep = c == '\\'             ? "\\\\"
                       : c == '\n'           ? "\\n"
@@ -56,6 +66,7 @@ class Writer {
     out_->push_back(' ');
     out_->append(TypeWord(d.type));
     out_->push_back('\n');
+    PrepareLabels(d);
     switch (d.type) {
       case MetricType::kCounter:
         for (const SeriesSample& s : f.samples) {
@@ -88,18 +99,30 @@ class Writer {
  private:
   void Float(double v) { om_ ? AppendOpenMetricsFloat(out_, v) : AppendDouble(out_, v); }
 
+  // Per family: the constant labels rendered once, and `,name="` for each variable label.
+  void PrepareLabels(const FamilyDesc& d) {
+    const_labels_.clear();
+    for (const auto& [n, v] : d.const_labels) {
+      if (!const_labels_.empty()) const_labels_.push_back(',');
+      const_labels_.append(n);
+      const_labels_.append("=\"");
+      AppendEscaped(&const_labels_, v, /*quote=*/true);
+      const_labels_.push_back('"');
+    }
+    prefixes_.clear();
+    for (const std::string& n : d.label_names) {
+      prefixes_.push_back((prefixes_.empty() && const_labels_.empty() ? "" : ",") + n + "=\"");
+    }
+  }
+
   // Renders `a="x",b="y"` for a series once, reused for every line of the series.
-  void RenderLabels(const FamilyDesc& d, const std::vector<std::string>& values) {
-    labels_.clear();
-    auto one = [&](std::string_view n, std::string_view v) {
-      if (!labels_.empty()) labels_.push_back(',');
-      labels_.append(n);
-      labels_.append("=\"");
-      AppendEscaped(&labels_, v, /*quote=*/true);
+  void RenderLabels(const FamilyDesc&, const std::vector<std::string>& values) {
+    labels_ = const_labels_;
+    for (size_t i = 0; i < prefixes_.size(); ++i) {
+      labels_.append(prefixes_[i]);
+      AppendEscaped(&labels_, values[i], /*quote=*/true);
       labels_.push_back('"');
-    };
-    for (const auto& [n, v] : d.const_labels) one(n, v);
-    for (size_t i = 0; i < d.label_names.size(); ++i) one(d.label_names[i], values[i]);
+    }
   }
 
   // "<name><suffix>{labels} " for a counter or gauge sample.
@@ -162,6 +185,8 @@ class Writer {
   const bool om_;
   std::string* out_;
   std::string labels_;
+  std::string const_labels_;
+  std::vector<std::string> prefixes_;
   std::vector<std::string> les_;
 };
 
