@@ -17,12 +17,16 @@ void UseExclusivePort(httplib::Server& server) {
 
 void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler) {
   server.Get("/metrics", [handler](const httplib::Request& req, httplib::Response& res) {
-    handler->Scrape(req.get_header_value("Accept"), req.get_header_value("Accept-Encoding"),
-                    [&](const ScrapeResult& r) {
-                      res.set_content(r.body.data(), r.body.size(),
-                                      std::string(r.content_type).c_str());
-                      if (r.gzipped) res.set_header("Content-Encoding", "gzip");
-                    });
+    const std::string accept_encoding = req.get_header_value("Accept-Encoding");
+    // Debian's cpp-httplib is built with zlib and gzips text/* responses by itself after the
+    // handler when the request accepts gzip, which would compress our gzip a second time. We
+    // compress here (fast level, reused buffers, OpenMetrics too), so hide the header from it. The
+    // Request is a non-const object inside cpp-httplib, handed to handlers as const.
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    handler->Scrape(req.get_header_value("Accept"), accept_encoding, [&](const ScrapeResult& r) {
+      res.set_content(r.body.data(), r.body.size(), std::string(r.content_type).c_str());
+      if (r.gzipped) res.set_header("Content-Encoding", "gzip");
+    });
   });
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain; charset=utf-8");
@@ -44,6 +48,9 @@ absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(
     const ExporterOptions& options, std::shared_ptr<MetricsHandler> handler) {
   std::unique_ptr<HttpExporter> e(new HttpExporter());
   UseExclusivePort(e->server_);
+  // Scrapes are serialized by the handler anyway; two workers keep one busy scraper from blocking a
+  // health check, and few threads mean few shards and warm allocator arenas.
+  e->server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
   MountMetrics(e->server_, std::move(handler));
   if (options.port == 0) {
     e->port_ = e->server_.bind_to_any_port(options.host);

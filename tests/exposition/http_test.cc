@@ -184,6 +184,14 @@ TEST_F(HttpTest, OpenMetricsWhenAskedAndGzipDecodesToTheSameText) {
   EXPECT_THAT(text, ::testing::EndsWith("# EOF\n"));
 }
 
+TEST_F(HttpTest, TextGzipIsCompressedExactlyOnce) {
+  auto res = client_->Get("/metrics", {{"Accept-Encoding", "gzip, deflate"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->get_header_value_count("Content-Encoding"), 1u);
+  EXPECT_EQ(res->get_header_value("Content-Type"), kTextContentType);
+  EXPECT_THAT(Gunzip(res->body), HasSubstr("\nrequests_total 7\n"));
+}
+
 TEST_F(HttpTest, BadRequestsGet4xx) {
   EXPECT_EQ(client_->Get("/nope")->status, 404);
   auto post = client_->Post("/metrics", "x", "text/plain");
