@@ -48,7 +48,7 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
                                        desc_->label_names.empty() ? "" : kOverflowLabelValue);
   std::lock_guard<std::mutex> lock(mu_);
   overflow_ = Create(values);
-  if (desc_->label_names.empty()) {
+  if (overflow_ != nullptr && desc_->label_names.empty()) {
     // A family without labels has exactly one series; it is reported (as 0) from registration on,
     // like client_golang's plain Counter, and wrong-arity lookups land in it.
     series_.emplace(overflow_->label_values, overflow_);

@@ -39,7 +39,6 @@ absl::StatusOr<std::vector<double>> ExponentialBuckets(double start, double fact
 namespace internal {
 namespace {
 
-
 int32_t CeilDiv(int32_t a, int32_t n) { return a >= 0 ? (a + n - 1) / n : -((-a) / n); }
 
 }  // namespace
@@ -143,7 +142,10 @@ absl::Status HistogramLayout::Build() {
   const int k = s0 + 1;
   key_shift_ = static_cast<uint32_t>(52 - k);
   key_lo_ = static_cast<uint64_t>(fast_lo + 1023) << k;
-  key_span_ = fast_lo < c.max_exponent ? static_cast<uint64_t>(c.max_exponent - fast_lo) << k : 0;
+  // At most kMaxTableEntries (1.5 MiB): a fine schema over a huge range serves only the lowest
+  // exponents of the range from the table; the rest take the slow path (same result, slower).
+  const int fast_hi = std::min(c.max_exponent, fast_lo + static_cast<int>(kMaxTableEntries >> k));
+  key_span_ = fast_lo < fast_hi ? static_cast<uint64_t>(fast_hi - fast_lo) << k : 0;
   table_.resize(key_span_);
   std::vector<double> thresholds;
   for (uint64_t key = 0; key < key_span_; ++key) {

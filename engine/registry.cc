@@ -141,6 +141,10 @@ absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> Registry::AddFamily(
   }
   auto impl = std::make_shared<internal::FamilyImpl>(
       std::make_shared<const FamilyDesc>(std::move(desc)), cells, max_series);
+  if (!impl->ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("metric cell space exhausted: cannot register \"", impl->desc().name, "\""));
+  }
   families_.emplace(impl->desc().name, impl);
   return impl;
 }

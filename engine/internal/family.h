@@ -104,6 +104,8 @@ class FamilyImpl {
   // Drops every series and refuses new ones: the family has left its registry.
   void RemoveAll();
   bool removed() const { return removed_.load(std::memory_order_acquire); }
+  // False when the cell space could not hold even the overflow series: the family is unusable.
+  bool ok() const { return overflow_ != nullptr; }
 
   // Label sets diverted to the overflow series so far.
   uint64_t diverted() const;

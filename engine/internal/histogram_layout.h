@@ -111,6 +111,7 @@ class HistogramLayout {
   static constexpr uint64_t kMantissaMask = (uint64_t{1} << 52) - 1;
   static constexpr uint64_t kNoThreshold = uint64_t{1} << 52;  // above every mantissa
   static constexpr uint32_t kSlowEntry = ~0u;
+  static constexpr uint64_t kMaxTableEntries = uint64_t{1} << 16;
 
   struct Entry {
     uint64_t t1, t2;  // mantissas of the thresholds inside the key's interval, ascending

@@ -337,6 +337,39 @@ TEST(HistogramTest, RegistrationErrors) {
   EXPECT_THAT(bad(c).message(), HasSubstr("buckets"));
 }
 
+TEST(HistogramTest, HugeRangesStayBoundedAndCellExhaustionIsAnError) {
+  HistogramConfig c;
+  c.schema = 8;
+  c.min_exponent = -1022;
+  c.max_exponent = 1024;
+  c.zero_threshold = 0;
+  auto layout = *internal::HistogramLayout::Create(c);
+  EXPECT_LE(layout->table_bytes(), size_t{2} << 20);
+  for (double v : {1e-300, 1e-10, 1.0, 3.5, 1e10, 1e300, 1.7e308}) {
+    EXPECT_EQ(layout->Slot(v), layout->SlowSlot(v)) << v;
+    EXPECT_EQ(layout->slots()[layout->Slot(v)].native_index, layout->NativeIndexSlow(v)) << v;
+  }
+  // ~2.1 million cells per series: the 64 Mi-cell space runs out after a few dozen series.
+  Registry r;
+  auto f = r.AddHistogram({.name = "huge", .help = "h", .label_names = {"k"}}, c);
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::Status last;
+  std::vector<Histogram> keep;
+  for (int i = 0; i < 100 && last.ok(); ++i) {
+    auto h = f->Bind({std::to_string(i)});
+    if (h.ok()) {
+      keep.push_back(*h);
+    } else {
+      last = h.status();
+    }
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
+  f->WithLabelValues("diverted").Observe(1);  // diverted to the overflow series, not a crash
+  EXPECT_GE(f->diverted(), 1u);
+  keep.clear();
+  EXPECT_TRUE(r.Remove("huge").ok());
+}
+
 TEST(HistogramTest, BucketHelpers) {
   EXPECT_THAT(*LinearBuckets(1, 2, 3), ElementsAre(1, 3, 5));
   EXPECT_THAT(*ExponentialBuckets(1, 10, 3), ElementsAre(1, 10, 100));
