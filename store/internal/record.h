@@ -1,0 +1,55 @@
+// The on-disk record: how one event is framed in a segment file. All integers little-endian.
+//
+//   frame  : u32 body_length | u32 crc32c(body) | body
+//   body   : u64 position | i64 timestamp_ns | u64 stream_version
+//            | u16 stream_length | stream | u16 type_length | type | u32 payload_length | payload
+//
+// A body is at least kMinBodyBytes (non-empty stream and type) and its three lengths must add up to
+// body_length exactly, so a zero-filled or random tail is never mistaken for a record.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace metrics::store::internal {
+
+inline constexpr size_t kFrameHeaderBytes = 8;                // length + CRC
+inline constexpr size_t kFixedBodyBytes = 32;                 // 3 x 8 + 2 + 2 + 4
+inline constexpr size_t kMinBodyBytes = kFixedBodyBytes + 2;  // one-byte stream and type
+inline constexpr size_t kMinFrameBytes = kFrameHeaderBytes + kMinBodyBytes;
+// Format limit, independent of StoreOptions (so a log written with larger limits still reads).
+inline constexpr size_t kMaxPayloadBytes = size_t{64} << 20;
+inline constexpr size_t kMaxBodyBytes = kFixedBodyBytes + 2 * 65535 + kMaxPayloadBytes;
+
+inline constexpr size_t FramedSize(size_t stream, size_t type, size_t payload) {
+  return kFrameHeaderBytes + kFixedBodyBytes + stream + type + payload;
+}
+
+// A decoded record; the views point into the buffer it was parsed from.
+struct RecordView {
+  uint64_t position = 0;
+  int64_t timestamp_ns = 0;
+  uint64_t stream_version = 0;
+  std::string_view stream;
+  std::string_view type;
+  std::string_view payload;
+};
+
+// Appends one framed record to *out. Lengths must be within the format limits (the store checks).
+void AppendRecord(std::string* out, const RecordView& r);
+
+enum class ParseStatus {
+  kOk,
+  kIncomplete,  // the frame runs past the end of the data (a torn write)
+  kBadLength,   // body length out of range
+  kBadCrc,      // checksum mismatch
+  kBadBody,     // the CRC matches but the field lengths do not add up
+};
+const char* ParseStatusName(ParseStatus s);
+
+// Parses the frame at the start of data[0, n). On kOk fills *out and *frame_bytes.
+ParseStatus ParseRecord(const char* data, size_t n, RecordView* out, size_t* frame_bytes);
+
+}  // namespace metrics::store::internal
