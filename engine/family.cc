@@ -199,16 +199,17 @@ std::shared_ptr<const std::vector<SeriesPtr>> FamilyImpl::SortedSeries() {
 namespace metrics::internal {
 
 const HistogramLayout& DefaultHistogramLayout() {
-  static const HistogramLayout* layout = [] {
+  // Never destroyed (handles may outlive static destruction); held by a static pointer so that
+  // LeakSanitizer sees it reachable.
+  static const std::shared_ptr<const HistogramLayout>* layout = [] {
     auto l = HistogramLayout::Create(HistogramConfig{});
     if (!l.ok() || (*l)->num_cells() > kSinkCells) {
       std::fprintf(stderr, "metrics: the default histogram layout does not fit the sink block\n");
       std::abort();
     }
-    auto* keep = new std::shared_ptr<const HistogramLayout>(*l);
-    return keep->get();
+    return new std::shared_ptr<const HistogramLayout>(*std::move(l));
   }();
-  return *layout;
+  return **layout;
 }
 
 }  // namespace metrics::internal
