@@ -88,6 +88,7 @@ Counter& StoreMetrics::TypeCounterSlow(std::string_view type, CacheEntry& entry)
       return stored_.WithLabelValues(type);
     }
   }
+  entry.key = MakeKey(type);
   entry.type.assign(type);
   entry.counter = &it->second;
   return it->second;

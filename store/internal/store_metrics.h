@@ -58,14 +58,18 @@ class StoreMetrics {
   ProjectionHandles BindProjection(std::string_view name);
 
   // The events_stored_total counter of `type`. Bound handles are kept for up to max_event_types
-  // types (the family's cap) and found through a small direct-mapped cache (a hash of the length
-  // and the first and last 8 bytes, then one string compare: ~3 ns, against ~11 ns for a hash map
-  // probe when types alternate). Types past the cap go through WithLabelValues each time (diverted
-  // to __overflow__ and counted by the engine), so invented types grow neither the family nor
-  // these caches.
+  // types (the family's cap) and found through a small direct-mapped cache keyed by the type's
+  // length and its first and last 8 bytes, which for types of up to 16 bytes is the whole string:
+  // no string compare at all (~3 ns, against ~11 ns for a hash map probe when types alternate).
+  // Types past the cap go through WithLabelValues each time (diverted to __overflow__ and counted
+  // by the engine), so invented types grow neither the family nor these caches.
   Counter& TypeCounter(std::string_view type) {
-    CacheEntry& e = cache_[CacheSlot(type)];
-    if (ABSL_PREDICT_TRUE(e.counter != nullptr) && e.type == type) return *e.counter;
+    const Key k = MakeKey(type);
+    CacheEntry& e = cache_[k.Slot()];
+    if (ABSL_PREDICT_TRUE(e.counter != nullptr) && e.key == k &&
+        (type.size() <= 16 || e.type == type)) {
+      return *e.counter;
+    }
     return TypeCounterSlow(type, e);
   }
 
@@ -84,23 +88,36 @@ class StoreMetrics {
         duration_(std::move(duration)),
         truncated_bytes_(std::move(truncated_bytes)),
         max_types_(max_types) {}
+  // Length, first 8 and last 8 bytes (zero-padded when shorter).
+  struct Key {
+    uint64_t head = 0;
+    uint64_t tail = 0;
+    uint64_t size = ~uint64_t{0};
+    bool operator==(const Key&) const = default;
+    size_t Slot() const {
+      const uint64_t h = (head ^ (tail * 0x9E3779B97F4A7C15u) ^ size) * 0xBF58476D1CE4E5B9u;
+      return static_cast<size_t>(h >> (64 - kCacheBits));
+    }
+  };
+  static Key MakeKey(std::string_view s) {
+    Key k;
+    k.size = s.size();
+    k.head = 0;
+    if (s.size() >= 8) {
+      std::memcpy(&k.head, s.data(), 8);
+      std::memcpy(&k.tail, s.data() + s.size() - 8, 8);
+    } else if (!s.empty()) {
+      std::memcpy(&k.head, s.data(), s.size());
+    }
+    return k;
+  }
   struct CacheEntry {
-    std::string type;
+    Key key;
+    std::string type;            // compared only for types longer than 16 bytes
     Counter* counter = nullptr;  // into types_ (node-based: stable)
   };
   static constexpr int kCacheBits = 6;
 
-  static size_t CacheSlot(std::string_view s) {
-    uint64_t a = 0, b = 0;
-    if (s.size() >= 8) {
-      std::memcpy(&a, s.data(), 8);
-      std::memcpy(&b, s.data() + s.size() - 8, 8);
-    } else if (!s.empty()) {
-      std::memcpy(&a, s.data(), s.size());
-    }
-    const uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15u) ^ s.size()) * 0xBF58476D1CE4E5B9u;
-    return static_cast<size_t>(h >> (64 - kCacheBits));
-  }
   Counter& TypeCounterSlow(std::string_view type, CacheEntry& entry);
 
   CounterFamily stored_;

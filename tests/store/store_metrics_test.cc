@@ -126,6 +126,36 @@ TEST(StoreMetricsTest, EventTypesAreCappedIntoOverflow) {
   EXPECT_EQ(total, 55);
 }
 
+// The writer finds per-type counters through a cache keyed by length and first/last 8 bytes: types
+// that agree on those (long ones differing in the middle), short ones and prefixes must still be
+// counted apart.
+TEST(StoreMetricsTest, LookalikeTypesAreCountedApart) {
+  Registry registry;
+  auto store = EventStore::Open({.registry = &registry});
+  ASSERT_TRUE(store.ok());
+  const std::vector<std::string> types = {
+      "aaaaaaaaXaaaaaaaa",
+      "aaaaaaaaYaaaaaaaa",  // 17 bytes, differ in the middle only
+      "aaaaaaaaXaaaaaaa",
+      "aaaaaaaaYaaaaaaa",  // 16 bytes: first and last 8 cover all
+      "a",
+      "b",
+      "ab",
+      "abcdefgh",
+      "abcdefghi",
+      "0123456789abcdefXYZ0123456789abcdef"};
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < types.size(); ++i) {
+      for (size_t k = 0; k <= i; ++k) {  // type i appended i+1 times per round, interleaved
+        ASSERT_TRUE((*store)->Append("s", ExpectedVersion::kAny, One(types[i], "")).ok());
+      }
+    }
+  }
+  for (size_t i = 0; i < types.size(); ++i) {
+    EXPECT_EQ(Value(registry, "events_stored_total", {types[i]}), 3.0 * (i + 1)) << types[i];
+  }
+}
+
 TEST(StoreMetricsTest, ProjectionUpdatesErrorsAndLag) {
   Registry registry;
   auto opened = EventStore::Open({.registry = &registry,
