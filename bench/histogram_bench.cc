@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <thread>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -92,9 +92,9 @@ long RssBytes() {
   return pages_rss * 4096;
 }
 
-// Memory per histogram series: the heap part (series bookkeeping), the address space a live thread's shard
-// reserves for it, and what one thread actually commits when it observes log-uniform latencies (100 ns .. 10 s)
-// into 1,000 series: only the pages of the buckets it hits.
+// Memory per histogram series: the heap part (series bookkeeping), the address space a live
+// thread's shard reserves for it, and what one thread actually commits when it observes log-uniform
+// latencies (100 ns .. 10 s) into 1,000 series: only the pages of the buckets it hits.
 void BM_Memory_HistogramSeries(benchmark::State& state) {
   const int n = 1000;
   for (auto _ : state) {
@@ -138,8 +138,8 @@ void BM_Memory_PromCpp_HistogramSeries(benchmark::State& state) {
     size_t before = mallinfo2().uordblks;
     for (int i = 0; i < n; ++i) {
       std::snprintf(buf, sizeof(buf), "tenant-%06d", i);
-      f.Add({{"tenant", buf}}, prometheus::Histogram::BucketBoundaries{.005, .01, .025, .05, .1, .25, .5, 1,
-                                                                        2.5, 5, 10});
+      f.Add({{"tenant", buf}}, prometheus::Histogram::BucketBoundaries{.005, .01, .025, .05, .1,
+                                                                       .25, .5, 1, 2.5, 5, 10});
     }
     state.counters["heap_bytes_per_series"] = double(mallinfo2().uordblks - before) / n;
   }
