@@ -206,7 +206,6 @@ Snapshot Registry::Collect() const {
 
   Snapshot snap;
   snap.families.reserve(families.size() + 1);
-  auto overflow_desc = std::make_shared<FamilyDesc>();
   FamilySnapshot overflow;
   for (const auto& impl : families) {
     FamilySnapshot& fs = snap.families.emplace_back();
@@ -245,6 +244,7 @@ Snapshot Registry::Collect() const {
     }
   }
   if (!overflow.samples.empty()) {
+    auto overflow_desc = std::make_shared<FamilyDesc>();
     overflow_desc->name = std::string(kOverflowFamily);
     overflow_desc->help =
         "Label sets diverted to a family's overflow series (over its series cap, or invalid).";
