@@ -2,10 +2,7 @@
 // and a Prometheus 2.42 server scraping our HTTP exporter. A peer whose binary is truly absent
 // skips its test loudly (GTEST_SKIP with the install hint); tools/install-deps.sh installs all of
 // them.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,35 +23,13 @@
 #include "exposition/http_exporter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/peers.h"
 
 namespace metrics {
 namespace {
 
 using ::testing::HasSubstr;
-
-bool Executable(const char* path) { return access(path, X_OK) == 0; }
-
-std::string TempDir() {
-  char dir[] = "/tmp/metrics-interop-XXXXXX";
-  if (mkdtemp(dir) == nullptr) return "/tmp";
-  return dir;
-}
-
-void WriteFile(const std::string& path, const std::string& body) {
-  std::ofstream(path, std::ios::binary) << body;
-}
-
-// Runs a shell command, returns its exit status and (merged) output.
-int RunShell(const std::string& cmd, std::string* output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  output->clear();
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using namespace ::metrics::test_support;
 
 // A registry with every type, nasty label values and special floats.
 void FillRich(Registry& r) {
@@ -91,7 +66,7 @@ TEST(InteropTest, PromtoolCheckMetricsPasses) {
   if (!Executable("/usr/bin/promtool")) {
     GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/promtool missing (apt-get install prometheus)";
   }
-  std::string dir = TempDir(), out;
+  std::string dir = TempDir("metrics-interop"), out;
   WriteFile(dir + "/m.prom", Render(exposition::Format::kText));
   int rc = RunShell("/usr/bin/promtool check metrics < " + dir + "/m.prom", &out);
   EXPECT_EQ(rc, 0) << out;
@@ -127,7 +102,7 @@ print(json.dumps(out))
 // name + sorted labels -> value text (Python's repr of the float, or NaN/+Inf)
 std::map<std::string, std::string> ReadWithPython(exposition::Format f, std::string* error) {
   std::map<std::string, std::string> samples;
-  std::string dir = TempDir(), out;
+  std::string dir = TempDir("metrics-interop"), out;
   WriteFile(dir + "/reader.py", kPythonReader);
   WriteFile(dir + "/m.txt", Render(f));
   int rc = RunShell("/usr/bin/python3 " + dir + "/reader.py " +
@@ -184,85 +159,6 @@ TEST(InteropTest, PythonClientParsesEveryValueExactly) {
   }
 }
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-// A Prometheus server on loopback with a temporary config and data dir; killed on destruction.
-class PrometheusServer {
- public:
-  PrometheusServer(int target_port) : dir_(TempDir()), port_(FreePort()) {
-    WriteFile(dir_ + "/prometheus.yml",
-              "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-              "scrape_configs:\n  - job_name: interop\n    static_configs:\n"
-              "      - targets: ['127.0.0.1:" +
-                  std::to_string(target_port) + "']\n");
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::string log = dir_ + "/prometheus.log";
-      freopen(log.c_str(), "w", stdout);
-      freopen(log.c_str(), "a", stderr);
-      std::string cfg = "--config.file=" + dir_ + "/prometheus.yml";
-      std::string data = "--storage.tsdb.path=" + dir_ + "/data";
-      std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
-      execl("/usr/bin/prometheus", "prometheus", cfg.c_str(), data.c_str(), listen.c_str(),
-            (char*)nullptr);
-      _exit(127);
-    }
-  }
-  ~PrometheusServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int st;
-      waitpid(pid_, &st, 0);
-    }
-    std::string out;
-    RunShell("rm -rf " + dir_, &out);
-  }
-
-  // Runs an instant query; returns the JSON result array, or null until it answers.
-  nlohmann::json Query(const std::string& promql) {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_connection_timeout(1);
-    auto res = c.Get("/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
-    if (!res || res->status != 200) return nullptr;
-    auto j = nlohmann::json::parse(res->body, nullptr, false);
-    if (j.is_discarded() || j["status"] != "success") return nullptr;
-    return j["data"]["result"];
-  }
-
-  // Polls `promql` until it returns a non-empty vector or the deadline passes.
-  nlohmann::json WaitFor(const std::string& promql, int seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < deadline) {
-      nlohmann::json r = Query(promql);
-      if (r.is_array() && !r.empty()) return r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    return nullptr;
-  }
-
-  std::string Log() {
-    std::ifstream in(dir_ + "/prometheus.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string dir_;
-  int port_;
-  pid_t pid_ = -1;
-};
-
 TEST(InteropTest, RealPrometheusScrapesAndQueries) {
   if (!Executable("/usr/bin/prometheus")) {
     GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/prometheus missing (apt-get install prometheus)";
@@ -272,7 +168,7 @@ TEST(InteropTest, RealPrometheusScrapesAndQueries) {
   auto handler = std::make_shared<exposition::MetricsHandler>(std::vector<const Registry*>{&r});
   auto exporter = exposition::HttpExporter::Start({.host = "127.0.0.1", .port = 0}, handler);
   ASSERT_TRUE(exporter.ok()) << exporter.status();
-  PrometheusServer prom((*exporter)->port());
+  PrometheusServer prom(PrometheusServer::ScrapeConfig("interop", (*exporter)->port()));
 
   auto up = prom.WaitFor("up{job=\"interop\"} == 1", 60);
   ASSERT_FALSE(up.is_null()) << "target never up; prometheus log:\n" << prom.Log();

@@ -22,69 +22,21 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/peers.h"
 
 namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-std::string TempDir() {
-  char dir[] = "/tmp/eventstore-test-XXXXXX";
-  return mkdtemp(dir) ? dir : "/tmp";
-}
-
-// The server binary run as a child; reads its "listening PORT" line.
-class Server {
+// The server binary as a child of the test.
+class Server : public metrics::test_support::EventStoreServer {
  public:
-  explicit Server(const std::string& data_dir, std::vector<std::string> extra = {}) {
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], 1);
-      close(out[0]);
-      std::vector<std::string> args = {EVENTSTORE_SERVER, "--data-dir", data_dir, "--listen",
-                                       "127.0.0.1:0"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    FILE* f = fdopen(out[0], "r");
-    char line[128];
-    if (f != nullptr && std::fgets(line, sizeof(line), f) != nullptr) {
-      std::sscanf(line, "listening %d", &port_);
-    }
-    if (f != nullptr) std::fclose(f);
-  }
-  ~Server() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  int port() const { return port_; }
-  // Sends `sig` and returns the exit status (or -signal).
-  int Stop(int sig) {
-    kill(pid_, sig);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-  }
-  httplib::Client Client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(10);
-    return c;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
+  explicit Server(const std::string& data_dir, std::vector<std::string> extra = {})
+      : EventStoreServer(EVENTSTORE_SERVER, data_dir, std::move(extra)) {}
 };
+
+std::string TempDir() { return metrics::test_support::TempDir("eventstore-test"); }
 
 // Value of the sample line `prefix` (e.g. `events_stored_total{event_type="a"}`) in a scrape.
 double Sample(const std::string& scrape, const std::string& prefix) {

@@ -1,0 +1,304 @@
+// Test support for tests that run real processes: temp dirs, free loopback ports, and the peers
+// (a Prometheus server, a Pushgateway, our event-store server) as children of the test, killed
+// when the test ends. Header-only: each test binary includes it once.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace metrics::test_support {
+
+inline bool Executable(const char* path) { return access(path, X_OK) == 0; }
+
+// Creates a fresh directory /tmp/<prefix>-XXXXXX.
+inline std::string TempDir(const std::string& prefix) {
+  std::string templ = "/tmp/" + prefix + "-XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) return "/tmp";
+  return templ;
+}
+
+inline void WriteFile(const std::string& path, const std::string& body) {
+  std::ofstream(path, std::ios::binary) << body;
+}
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command, returns its exit status and (merged) output.
+inline int RunShell(const std::string& cmd, std::string* output) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  output->clear();
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) output->append(buf, n);
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A loopback port that was free a moment ago (the peer binds it next; a race is possible but the
+// peer then fails loudly in its log).
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Polls `ready` every 100 ms until it is true or `seconds` pass.
+template <typename F>
+bool Eventually(F ready, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return ready();
+}
+
+// A child process with stdout and stderr in `log`; SIGTERM and reaped on destruction.
+class Child {
+ public:
+  Child(std::vector<std::string> args, const std::string& log) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      if (freopen(log.c_str(), "w", stdout) == nullptr ||
+          freopen(log.c_str(), "a", stderr) == nullptr) {
+        _exit(126);
+      }
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() { Stop(SIGTERM); }
+  // Sends `sig`, waits; returns the exit status, or -signal.
+  int Stop(int sig) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// GET http://127.0.0.1:port/path parsed as JSON, or null on any failure.
+inline nlohmann::json GetJson(int port, const std::string& path) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(1);
+  c.set_read_timeout(5);
+  auto res = c.Get(path);
+  if (!res || res->status != 200) return nullptr;
+  auto j = nlohmann::json::parse(res->body, nullptr, false);
+  return j.is_discarded() ? nullptr : j;
+}
+
+// Debian's Prometheus server on a free loopback port, from a prometheus.yml and the files it
+// names (written next to it, so relative rule_files paths resolve).
+class PrometheusServer {
+ public:
+  static constexpr const char* kBinary = "/usr/bin/prometheus";
+
+  explicit PrometheusServer(const std::string& config,
+                            const std::map<std::string, std::string>& files = {})
+      : dir_(TempDir("metrics-prometheus")), port_(FreePort()) {
+    WriteFile(dir_ + "/prometheus.yml", config);
+    for (const auto& [name, body] : files) WriteFile(dir_ + "/" + name, body);
+    child_ = std::make_unique<Child>(
+        std::vector<std::string>{kBinary, "--config.file=" + dir_ + "/prometheus.yml",
+                                 "--storage.tsdb.path=" + dir_ + "/data",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
+        dir_ + "/prometheus.log");
+  }
+  // A config that scrapes 127.0.0.1:`target_port` every second as job `job`.
+  static std::string ScrapeConfig(const std::string& job, int target_port) {
+    return "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+           "scrape_configs:\n  - job_name: " +
+           job +
+           "\n    static_configs:\n      - targets: ['127.0.0.1:" + std::to_string(target_port) +
+           "']\n";
+  }
+  ~PrometheusServer() {
+    child_.reset();
+    std::string out;
+    RunShell("rm -rf " + dir_, &out);
+  }
+
+  int port() const { return port_; }
+
+  // An instant query: the JSON result array, or null (not up yet, or a query error).
+  nlohmann::json Query(const std::string& promql) {
+    auto j = GetJson(port_, "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
+    if (j.is_null() || j["status"] != "success") return nullptr;
+    return j["data"]["result"];
+  }
+
+  // The query's error message (empty when it succeeds), for failure output.
+  std::string QueryError(const std::string& promql) {
+    auto j = GetJson(port_, "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
+    if (j.is_null()) return "no answer (bad query answers 400)";
+    return j.value("error", "");
+  }
+
+  // Polls `promql` until it returns a non-empty vector or the deadline passes.
+  nlohmann::json WaitFor(const std::string& promql, int seconds) {
+    nlohmann::json r;
+    if (Eventually([&] { return (r = Query(promql)).is_array() && !r.empty(); }, seconds)) return r;
+    return nullptr;
+  }
+
+  // data.alerts of /api/v1/alerts: the pending and firing alerts.
+  nlohmann::json Alerts() {
+    auto j = GetJson(port_, "/api/v1/alerts");
+    if (j.is_null() || j["status"] != "success") return nullptr;
+    return j["data"]["alerts"];
+  }
+
+  // data.groups of /api/v1/rules.
+  nlohmann::json RuleGroups() {
+    auto j = GetJson(port_, "/api/v1/rules");
+    if (j.is_null() || j["status"] != "success") return nullptr;
+    return j["data"]["groups"];
+  }
+
+  std::string Log() const { return ReadFile(dir_ + "/prometheus.log"); }
+
+ private:
+  std::string dir_;
+  int port_;
+  std::unique_ptr<Child> child_;
+};
+
+// Debian's prometheus-pushgateway on a free loopback port, in-memory (no persistence file).
+class Pushgateway {
+ public:
+  static constexpr const char* kBinary = "/usr/bin/prometheus-pushgateway";
+
+  Pushgateway() : dir_(TempDir("metrics-pushgateway")), port_(FreePort()) {
+    child_ = std::make_unique<Child>(
+        std::vector<std::string>{kBinary,
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
+        dir_ + "/pushgateway.log");
+  }
+  ~Pushgateway() {
+    child_.reset();
+    std::string out;
+    RunShell("rm -rf " + dir_, &out);
+  }
+  int port() const { return port_; }
+  bool WaitReady(int seconds) {
+    return Eventually(
+        [&] {
+          httplib::Client c("127.0.0.1", port_);
+          c.set_connection_timeout(1);
+          auto r = c.Get("/-/ready");
+          return r && r->status == 200;
+        },
+        seconds);
+  }
+  // Its own /metrics (text format), or "" when it does not answer.
+  std::string Scrape() {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(5);
+    auto r = c.Get("/metrics");
+    return r && r->status == 200 ? r->body : "";
+  }
+  std::string Log() const { return ReadFile(dir_ + "/pushgateway.log"); }
+
+ private:
+  std::string dir_;
+  int port_;
+  std::unique_ptr<Child> child_;
+};
+
+// Our eventstore-server binary as a child on a free port (it prints "listening PORT" on stdout,
+// which this reads); stderr is the test's. SIGKILLed on destruction unless stopped.
+class EventStoreServer {
+ public:
+  EventStoreServer(const std::string& binary, const std::string& data_dir,
+                   std::vector<std::string> extra = {}) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      std::vector<std::string> args = {binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    FILE* f = fdopen(out[0], "r");
+    char line[128];
+    if (f != nullptr && std::fgets(line, sizeof(line), f) != nullptr) {
+      std::sscanf(line, "listening %d", &port_);
+    }
+    if (f != nullptr) std::fclose(f);
+  }
+  EventStoreServer(const EventStoreServer&) = delete;
+  EventStoreServer& operator=(const EventStoreServer&) = delete;
+  ~EventStoreServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  int port() const { return port_; }
+  // Sends `sig` and returns the exit status (or -signal).
+  int Stop(int sig) {
+    kill(pid_, sig);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+  }
+  httplib::Client Client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(10);
+    return c;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace metrics::test_support
