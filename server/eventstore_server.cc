@@ -4,7 +4,11 @@
 //
 //   eventstore-server [--data-dir DIR] [--listen HOST:PORT] [--fsync every-batch|interval|never]
 //                     [--fsync-interval-ms N] [--demo-rate N] [--max-body-bytes N]
-//                     [--test-slow-projection-ms N]
+//                     [--test-slow-projection-ms N [--test-slow-projection-for-s S]]
+//
+// --test-slow-projection-ms is for tests of the lag alert: the "teams" projection sleeps N ms per
+// event, for the first S seconds after start when --test-slow-projection-for-s is given (then it
+// catches up, so the alert resolves), else for as long as the server runs.
 //
 // API (JSON; errors are {"error": "..."} with a 4xx status):
 //   POST /streams/{stream}/events[?expected_version=N|any|no_stream]
@@ -53,14 +57,16 @@ struct Flags {
   double demo_rate = 0;
   size_t max_body_bytes = 4 << 20;
   int slow_projection_ms = 0;
+  int slow_projection_for_s = 0;  // 0: for ever
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& problem) {
-  std::fprintf(stderr,
-               "%s\nusage: %s [--data-dir DIR] [--listen HOST:PORT] "
-               "[--fsync every-batch|interval|never] [--fsync-interval-ms N] [--demo-rate N] "
-               "[--max-body-bytes N] [--test-slow-projection-ms N]\n",
-               problem.c_str(), argv0);
+  std::fprintf(
+      stderr,
+      "%s\nusage: %s [--data-dir DIR] [--listen HOST:PORT] "
+      "[--fsync every-batch|interval|never] [--fsync-interval-ms N] [--demo-rate N] "
+      "[--max-body-bytes N] [--test-slow-projection-ms N [--test-slow-projection-for-s S]]\n",
+      problem.c_str(), argv0);
   std::exit(2);
 }
 
@@ -115,6 +121,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.max_body_bytes = static_cast<size_t>(ParseNumber(argv[0], flag, value, 1, 64 << 20));
     } else if (flag == "--test-slow-projection-ms") {
       f.slow_projection_ms = static_cast<int>(ParseNumber(argv[0], flag, value, 0, 60000));
+    } else if (flag == "--test-slow-projection-for-s") {
+      f.slow_projection_for_s = static_cast<int>(ParseNumber(argv[0], flag, value, 1, 86400));
     } else {
       Usage(argv[0], "unknown flag " + flag);
     }
@@ -275,9 +283,15 @@ int main(int argc, char** argv) {
   auto teams = std::make_shared<metrics::store::TeamsProjection>();
   auto status = std::make_shared<metrics::store::TeamStatusProjection>();
   const int slow_ms = flags.slow_projection_ms;
-  metrics::store::ProjectionFn teams_fn = [teams, slow_ms](const metrics::store::Event& e) {
+  const auto slow_until =
+      flags.slow_projection_for_s > 0
+          ? std::chrono::steady_clock::now() + std::chrono::seconds(flags.slow_projection_for_s)
+          : std::chrono::steady_clock::time_point::max();
+  metrics::store::ProjectionFn teams_fn = [teams, slow_ms,
+                                           slow_until](const metrics::store::Event& e) {
     // Test-only: slows the projection on purpose (lag alert tests).
-    if (slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms));
+    if (slow_ms > 0 && std::chrono::steady_clock::now() < slow_until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms));
     return teams->Apply(e);
   };
   if (absl::Status s =
