@@ -2,7 +2,12 @@
 // the difference between two runs with different N, divided by the difference in N, is the exact
 // instruction cost of one op.
 //
-//   metrics_callgrind_driver counter_inc|histogram_observe|with_label_values_inc N
+//   metrics_callgrind_driver counter_inc|histogram_observe|with_label_values_inc|store_event N
+//
+// store_event is the event store's instrumentation per stored event in its worst case, a lone
+// appender (one single-event request per batch): the writer's CountEvent (four alternating types),
+// BatchStored and Released calls. The batch's one clock read is left out (a fixed ~12 ns vDSO/TSC
+// read whose path under valgrind depends on wall time, so its count is not deterministic).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -11,10 +16,14 @@
 #include <vector>
 
 #include "engine/registry.h"
+#ifdef METRICS_HAVE_STORE
+#include "store/internal/store_metrics.h"
+#endif
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s counter_inc|histogram_observe|with_label_values_inc N\n",
+    std::fprintf(stderr,
+                 "usage: %s counter_inc|histogram_observe|with_label_values_inc|store_event N\n",
                  argv[0]);
     return 2;
   }
@@ -41,6 +50,24 @@ int main(int argc, char** argv) {
     for (long i = 0; i < n; ++i) h.Observe(values[i & 4095]);
   } else if (op == "with_label_values_inc") {
     for (long i = 0; i < n; ++i) counters.WithLabelValues(type).Inc();
+#ifdef METRICS_HAVE_STORE
+  } else if (op == "store_event") {
+    using metrics::store::internal::StoreMetrics;
+    auto sm = StoreMetrics::Create(reg, 1000);
+    if (!sm.ok()) return 1;
+    const std::string_view types[] = {"team.registered", "status.updated", "score.changed",
+                                      "match.started"};
+    for (const auto& t : types) (*sm)->CountEvent(t);  // bind the handles outside the loop
+    int64_t now = 1'700'000'000'000'000'000;
+    uint64_t size = 0;
+    for (long i = 0; i < n; ++i) {
+      const int64_t accept = now;  // the caller's timestamp read: not instrumentation
+      (*sm)->CountEvent(types[i & 3]);
+      (*sm)->BatchStored(100, size += 143);
+      now += 1000 + (i & 0xFFFF) * 37;  // a spread of durations: 1 us .. 2.4 ms
+      (*sm)->Released(now, accept);
+    }
+#endif
   } else {
     std::fprintf(stderr, "unknown op %s\n", op.c_str());
     return 2;
