@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Writes bench/RESULTS.md: ours vs prometheus-cpp vs the baselines, every ratio from one run.
+
+Called by tools/bench-report.sh, which documents the options. Reads Google Benchmark JSON (from
+running the binary, or --from-json FILE), takes the median of the repetitions of each benchmark,
+and writes one comparison table plus memory, store and callgrind sections. Times are CPU time
+per operation (less disturbed than wall time by other tenants of a shared machine)."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--binary", default="build/bench/metrics_bench")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--min-time", default="0.2")
+    p.add_argument("--filter", default="")
+    p.add_argument("--from-json", help="use this benchmark JSON instead of running the binary")
+    p.add_argument("--callgrind", help="text output of tools/callgrind-budget.sh to include")
+    p.add_argument("--out", default="bench/RESULTS.md")
+    return p.parse_args()
+
+
+def run_benchmarks(args):
+    if args.from_json:
+        with open(args.from_json) as f:
+            return json.load(f)
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"bench-report: no benchmark binary at {args.binary} (build the bench targets)")
+    fd, out = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    cmd = [args.binary, f"--benchmark_repetitions={args.reps}",
+           f"--benchmark_min_time={args.min_time}", f"--benchmark_out={out}",
+           "--benchmark_out_format=json"]
+    if args.filter:
+        cmd.append(f"--benchmark_filter={args.filter}")
+    print("bench-report: " + " ".join(cmd), file=sys.stderr)
+    rc = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
+    try:
+        with open(out) as f:
+            data = json.load(f)
+    finally:
+        os.unlink(out)
+    if rc != 0:
+        sys.exit(f"bench-report: {args.binary} exited with {rc}")
+    return data
+
+
+class Medians:
+    """Median CPU ns/op and median counters of each benchmark's repetitions."""
+
+    def __init__(self, data):
+        self.ns, self.counters, self.reps = {}, {}, {}
+        runs, counters = {}, {}
+        for b in data.get("benchmarks", []):
+            if b.get("run_type") == "aggregate" or b.get("error_occurred"):
+                continue
+            name = b.get("run_name", b["name"])
+            unit = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+            runs.setdefault(name, []).append(b["cpu_time"] * unit)
+            for k, v in b.items():
+                if isinstance(v, (int, float)) and k not in (
+                        "real_time", "cpu_time", "iterations", "threads", "repetitions",
+                        "repetition_index", "family_index", "per_family_instance_index"):
+                    counters.setdefault(name, {}).setdefault(k, []).append(v)
+        for name, v in runs.items():
+            self.ns[name] = statistics.median(v)
+            self.reps[name] = len(v)
+        for name, ks in counters.items():
+            self.counters[name] = {k: statistics.median(v) for k, v in ks.items()}
+
+    def find(self, prefix, threads=None, has=""):
+        """The benchmark whose name starts with prefix (and has `has`, and ends with threads:N)."""
+        for name in sorted(self.ns):
+            if name.split("/")[0] != prefix.split("/")[0] or not name.startswith(prefix):
+                continue
+            if has and has not in name:
+                continue
+            if threads is not None and not name.endswith(f"threads:{threads}"):
+                continue
+            return name
+        return None
+
+    def get(self, prefix, threads=None, has=""):
+        name = self.find(prefix, threads, has)
+        return self.ns.get(name) if name else None
+
+    def counter(self, prefix, key):
+        name = self.find(prefix)
+        return self.counters.get(name, {}).get(key) if name else None
+
+
+def fmt_ns(v):
+    if v is None:
+        return "—"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} ms"
+    if v >= 1e3:
+        return f"{v / 1e3:.2f} µs"
+    return f"{v:.2f} ns"
+
+
+def fmt_ratio(num, den, target=None, higher_is_better=True):
+    if num is None or den is None or den == 0:
+        return "—"
+    r = num / den
+    s = f"**{r:.1f}×**" if r >= 10 else f"**{r:.2f}×**"
+    if target is not None:
+        ok = r >= target if higher_is_better else r <= target
+        s += f" ({'≥' if higher_is_better else '≤'} {target}: {'ok' if ok else 'SHORT'})"
+    return s
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_describe():
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main():
+    args = parse_args()
+    data = run_benchmarks(args)
+    m = Medians(data)
+    ctx = data.get("context", {})
+    reps = max(m.reps.values()) if m.reps else 0
+    lines = []
+    w = lines.append
+    w("# Benchmark results")
+    w("")
+    w("Written by `tools/bench-report.sh`; do not edit by hand. Every ratio in a row comes from one")
+    w("run of `build/bench/metrics_bench` (ours and prometheus-cpp in the same binary, one process),")
+    w(f"median of {reps} repetitions, CPU time per operation. Ratios travel between machines far")
+    w("better than the absolute times, which are this machine's.")
+    w("")
+    w(f"- Date: {ctx.get('date', datetime.datetime.now().isoformat(timespec='seconds'))}")
+    w(f"- CPU: {cpu_model()} — {ctx.get('num_cpus', os.cpu_count())} CPUs, "
+      f"load average at start {', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))}")
+    w(f"- Commit: {git_describe()}; {platform.system()} {platform.release()}")
+    w("")
+    w("## Hot path: ours vs prometheus-cpp vs the baselines")
+    w("")
+    w("`thread_local add` is a plain `++` on a thread_local integer (the floor); `shared fetch_add`")
+    w("is one atomic shared by all threads (what a naive counter costs under contention).")
+    w("")
+    w("| operation | threads | ours | prometheus-cpp | thread_local add | shared fetch_add "
+      "| prometheus-cpp ÷ ours | ours ÷ thread_local add |")
+    w("|---|---|---|---|---|---|---|---|")
+    rows = [
+        ("Counter increment (bound handle)", "BM_Counter_Inc", "BM_PromCpp_Counter_Increment", "",
+         {1: None, 2: 20}, 2),
+        ("Label lookup + increment (`WithLabelValues` vs `Family::Add`)",
+         "BM_Counter_WithLabelValues_Inc", "BM_PromCpp_Family_Add_Increment", "", {1: 10, 2: None},
+         None),
+        ("Histogram observe (prometheus-cpp with 10 buckets)", "BM_Histogram_Observe",
+         "BM_PromCpp_Histogram_Observe", "/10/", {1: 10, 2: 30}, 4),
+        ("Histogram observe (prometheus-cpp with 40 buckets)", "BM_Histogram_Observe",
+         "BM_PromCpp_Histogram_Observe", "/40/", {1: None, 2: None}, None),
+    ]
+    for label, ours_name, peer_name, peer_has, peer_target, base_target in rows:
+        for t in (1, 2):
+            ours = m.get(ours_name, t)
+            peer = m.get(peer_name, t, peer_has)
+            tls = m.get("BM_Baseline_ThreadLocalAdd", t)
+            shared = m.get("BM_Baseline_SharedFetchAdd", t)
+            if ours is None and peer is None:
+                continue
+            w(f"| {label} | {t} | {fmt_ns(ours)} | {fmt_ns(peer)} | {fmt_ns(tls)} | "
+              f"{fmt_ns(shared)} | {fmt_ratio(peer, ours, peer_target.get(t))} | "
+              f"{fmt_ratio(ours, tls, base_target, higher_is_better=False)} |")
+    for n in (1000, 10000):
+        ours = m.get("BM_Scrape_Text", None, f"/{n}")
+        peer = m.get("BM_PromCpp_Collect_Serialize", None, f"/{n}")
+        if ours is None and peer is None:
+            continue
+        target = 10 if n == 10000 else None
+        w(f"| Scrape {n:,} counter series + 100 histograms to text | 1 | {fmt_ns(ours)} | "
+          f"{fmt_ns(peer)} | | | {fmt_ratio(peer, ours, target)} | |")
+    gz = m.get("BM_Scrape_Text_Gzip", None, "/10000")
+    if gz is not None:
+        w(f"| … the same, gzipped (ours only) | 1 | {fmt_ns(gz)} | | | | | |")
+    w("")
+    w("Targets in parentheses are DESIGN.md's budgets; `SHORT` marks a miss in this run.")
+    w("")
+
+    w("## Memory per series")
+    w("")
+    w("| metric | ours | prometheus-cpp |")
+    w("|---|---|---|")
+    c_ours = m.counter("BM_Memory_CounterSeries", "bytes_per_series")
+    c_shard = m.counter("BM_Memory_CounterSeries", "shard_bytes_per_series_per_thread")
+    c_peer = m.counter("BM_Memory_PromCpp_CounterSeries", "bytes_per_series")
+    h_ours = m.counter("BM_Memory_HistogramSeries", "heap_bytes_per_series")
+    h_comm = m.counter("BM_Memory_HistogramSeries", "committed_bytes_per_series_per_thread")
+    h_res = m.counter("BM_Memory_HistogramSeries", "reserved_bytes_per_series_per_thread")
+    h_peer = m.counter("BM_Memory_PromCpp_HistogramSeries", "heap_bytes_per_series")
+
+    def b(v):
+        return "—" if v is None else f"{v:,.0f} B"
+
+    w(f"| counter series (heap) | {b(c_ours)} + {b(c_shard)} per writing thread | {b(c_peer)} |")
+    w(f"| histogram series (heap) | {b(h_ours)} + {b(h_comm)} committed ({b(h_res)} reserved) "
+      f"per writing thread | {b(h_peer)} |")
+    w("")
+
+    w("## Event store")
+    w("")
+    w("| benchmark | per event |")
+    w("|---|---|")
+    for name in sorted(n for n in m.ns if n.startswith("BM_Store_Append")):
+        c = m.counters.get(name, {})
+        if "ns_per_event" in c:
+            per = fmt_ns(c["ns_per_event"] * 1e9) + " (CPU)"
+        elif "items_per_second" in c:
+            per = f"{c['items_per_second']:,.0f} events/s (wall clock)"
+        else:
+            per = fmt_ns(m.ns[name])
+        w(f"| `{name}` | {per} |")
+    w("")
+    w("`InstrumentationOnly<1>` is the store's metrics work per event for a lone appender,")
+    w("`<8>` for batches of eight (group commit); `Durable` is fsynced appends per second.")
+    w("")
+
+    if args.callgrind:
+        with open(args.callgrind) as f:
+            table = f.read().strip()
+        w("## Instructions per operation (callgrind; deterministic, checked in CI)")
+        w("")
+        w("From `tools/callgrind-budget.sh` against `bench/callgrind_budgets.txt`:")
+        w("")
+        w("```")
+        w(table)
+        w("```")
+        w("")
+
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"bench-report: wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
