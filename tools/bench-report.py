@@ -74,7 +74,10 @@ class Medians:
             self.ns[name] = statistics.median(v)
             self.reps[name] = len(v)
         for name, ks in counters.items():
-            self.counters[name] = {k: statistics.median(v) for k, v in ks.items()}
+            # Memory benchmarks measure growth: only the first repetition starts from a process
+            # that has not committed those pages yet, so take the largest, not the median.
+            pick = max if name.startswith("BM_Memory_") else statistics.median
+            self.counters[name] = {k: pick(v) for k, v in ks.items()}
 
     def find(self, prefix, threads=None, has=""):
         """The benchmark whose name starts with prefix (and has `has`, and ends with threads:N)."""
