@@ -576,14 +576,19 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
   if (!accepted_.empty()) {
     // 2. Make the batch durable per the policy.
     uint64_t size;
+    int64_t durable_ns = 0;  // the clock once the batch is durable, when something needs it
     if (!in_memory_) {
       absl::Status s = log_->Append(buf_, next_position_);
       if (s.ok() && options_.fsync == FsyncPolicy::kEveryBatch) {
-        const SteadyClock::time_point start = SteadyClock::now();
+        // The metrics' clock (11-13 ns a read, steady_clock ~30 here): the read after the fsync is
+        // also the end of event_processing_duration_seconds, so under this policy the histogram
+        // costs no clock read of its own. A wall-clock step only mis-sizes one gather window.
+        const int64_t start = NowNs();
         s = log_->Sync();
+        durable_ns = NowNs();
         // Gather for at most a quarter of an fsync: the wait buys a share of the next one.
-        gather_window_ = std::min<SteadyClock::duration>((SteadyClock::now() - start) / 4,
-                                                         std::chrono::milliseconds(1));
+        gather_window_ =
+            std::chrono::nanoseconds(std::clamp<int64_t>((durable_ns - start) / 4, 0, 1'000'000));
       }
       if (!s.ok()) {
         failed_ = absl::Status(
@@ -604,6 +609,7 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
 
     // 3. Count it (the types before Publish moves them out), publish, time it.
     if (metrics_ != nullptr) {
+      if (durable_ns == 0) durable_ns = NowNs();  // one clock read per batch
       for (AppendRequest* r : accepted_) {
         for (const NewEvent& ev : *r->events) metrics_->CountEvent(ev.type);
       }
@@ -613,8 +619,7 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
     next_position_ = pos;
     Publish();
     if (metrics_ != nullptr) {
-      const int64_t end = NowNs();  // one clock read per batch
-      for (AppendRequest* r : accepted_) metrics_->Released(end, r->accept_ns);
+      for (AppendRequest* r : accepted_) metrics_->Released(durable_ns, r->accept_ns);
     }
   }
 

@@ -66,8 +66,9 @@ class StoreMetrics {
   Counter& TypeCounter(std::string_view type) {
     const Key k = MakeKey(type);
     CacheEntry& e = cache_[k.Slot()];
-    if (ABSL_PREDICT_TRUE(e.counter != nullptr) && e.key == k &&
-        (type.size() <= 16 || e.type == type)) {
+    // An empty entry's size is ~0, which no key has: no separate "is it filled" test.
+    if (ABSL_PREDICT_TRUE(k.Matches(e.key)) &&
+        (ABSL_PREDICT_TRUE(type.size() <= 16) || e.type == type)) {
       return *e.counter;
     }
     return TypeCounterSlow(type, e);
@@ -88,12 +89,16 @@ class StoreMetrics {
         duration_(std::move(duration)),
         truncated_bytes_(std::move(truncated_bytes)),
         max_types_(max_types) {}
-  // Length, first 8 and last 8 bytes (zero-padded when shorter).
+  // The length and up to 16 bytes that, with the length, determine a string of up to 16 bytes:
+  // its first and last 8 (overlapping when shorter than 16); for 4-7 bytes its first and last 4;
+  // for 1-3 bytes its first, middle and last. Fixed-size loads only: no memcpy call, no loop.
   struct Key {
     uint64_t head = 0;
     uint64_t tail = 0;
     uint64_t size = ~uint64_t{0};
-    bool operator==(const Key&) const = default;
+    bool Matches(const Key& o) const {
+      return ((head ^ o.head) | (tail ^ o.tail) | (size ^ o.size)) == 0;
+    }
     size_t Slot() const {
       const uint64_t h = (head ^ (tail * 0x9E3779B97F4A7C15u) ^ size) * 0xBF58476D1CE4E5B9u;
       return static_cast<size_t>(h >> (64 - kCacheBits));
@@ -101,13 +106,21 @@ class StoreMetrics {
   };
   static Key MakeKey(std::string_view s) {
     Key k;
-    k.size = s.size();
-    k.head = 0;
-    if (s.size() >= 8) {
-      std::memcpy(&k.head, s.data(), 8);
-      std::memcpy(&k.tail, s.data() + s.size() - 8, 8);
-    } else if (!s.empty()) {
-      std::memcpy(&k.head, s.data(), s.size());
+    const char* p = s.data();
+    const size_t n = s.size();
+    k.size = n;
+    if (ABSL_PREDICT_TRUE(n >= 8)) {
+      std::memcpy(&k.head, p, 8);
+      std::memcpy(&k.tail, p + n - 8, 8);
+    } else if (n >= 4) {
+      uint32_t a, b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      k.head = a | (uint64_t{b} << 32);
+    } else if (n > 0) {
+      k.head = uint64_t{static_cast<unsigned char>(p[0])} |
+               uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
+               uint64_t{static_cast<unsigned char>(p[n - 1])} << 16;
     }
     return k;
   }

@@ -155,7 +155,9 @@ TEST(PushgatewayInteropTest, PushAddReplaceDeleteAgainstRealPushgateway) {
   for (const auto& s : samples) {
     if (s.labels.count("job") != 0 && s.labels.at("job") == "other_job") {
       EXPECT_THAT(s.name, ::testing::AnyOf("push_time_seconds", "push_failure_time_seconds"));
-      if (s.name == "push_failure_time_seconds") EXPECT_NE(s.value, "0");
+      if (s.name == "push_failure_time_seconds") {
+        EXPECT_NE(s.value, "0");
+      }
     }
   }
 

@@ -141,6 +141,15 @@ TEST(StoreMetricsTest, LookalikeTypesAreCountedApart) {
       "a",
       "b",
       "ab",
+      "ba",
+      "abc",
+      "aXc",  // 1-3 bytes: first, middle and last
+      "abcd",
+      "abcX",
+      "abXde",
+      "abYde",
+      "abcXefg",
+      "abcYefg",  // 4-7 bytes: first and last 4 overlap in the middle
       "abcdefgh",
       "abcdefghi",
       "0123456789abcdefXYZ0123456789abcdef"};
