@@ -82,7 +82,9 @@ absl::StatusOr<Pusher> Pusher::Create(PushOptions options) {
   std::string_view authority = rest.substr(0, slash);
   std::string_view prefix = slash == std::string_view::npos ? "" : rest.substr(slash);
   while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  // A port follows the last ':' unless that is inside an IPv6 literal ("[::1]" has none).
   size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.back() == ']') colon = std::string_view::npos;
   std::string_view host = authority.substr(0, colon);
   if (host.empty() || (colon != std::string_view::npos &&
                        (authority.size() == colon + 1 ||
@@ -92,12 +94,17 @@ absl::StatusOr<Pusher> Pusher::Create(PushOptions options) {
         absl::StrCat("pushgateway url \"", options.url, "\": expected scheme://host[:port]"));
   }
   if (options.job.empty()) return absl::InvalidArgumentError("pushgateway: job must not be empty");
+  if (!IsValidUtf8(options.job)) return absl::InvalidArgumentError("pushgateway: job is not UTF-8");
 
   std::string path = absl::StrCat(internal::AV(prefix), "/metrics", Component("job", options.job));
   std::set<std::string> seen = {"job"};
   for (const auto& [name, value] : options.grouping) {
     if (absl::Status s = ValidateLabelName(name); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("pushgateway grouping: ", s.message()));
+    }
+    if (!IsValidUtf8(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pushgateway grouping: the value of \"", name, "\" is not UTF-8"));
     }
     if (!seen.insert(name).second) {
       return absl::InvalidArgumentError(

@@ -34,6 +34,12 @@ TEST(PusherTest, RejectsBadOptions) {
   EXPECT_THAT(
       bad({.url = "http://h:1", .job = "j", .grouping = {{"a", "1"}, {"a", "2"}}}).message(),
       HasSubstr("twice"));
+  EXPECT_THAT(bad({.url = "http://h:1", .job = "j\xC3"}).message(), HasSubstr("UTF-8"));
+  EXPECT_THAT(bad({.url = "http://h:1", .job = "j", .grouping = {{"a", "\xFF"}}}).message(),
+              HasSubstr("UTF-8"));
+  // An IPv6 literal with and without a port.
+  EXPECT_TRUE(Pusher::Create({.url = "http://[::1]:9091", .job = "j"}).ok());
+  EXPECT_TRUE(Pusher::Create({.url = "http://[::1]", .job = "j"}).ok());
 }
 
 TEST(PusherTest, GroupPathEncodesValuesThatAreNotPlainSegments) {
