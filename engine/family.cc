@@ -213,3 +213,13 @@ const HistogramLayout& DefaultHistogramLayout() {
 }
 
 }  // namespace metrics::internal
+
+namespace metrics {
+
+void Histogram::ObserveSlow(double v) {
+  uint64_t* slot = internal::ThreadCells() + base_ + 2 * size_t{layout_->Slot(v)};
+  internal::CellAdd(slot, 0, 1);
+  internal::CellAddDouble(slot, 1, v);
+}
+
+}  // namespace metrics

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "engine/internal/cells.h"
 #include "engine/internal/histogram_layout.h"
 #include "engine/internal/series.h"
@@ -37,13 +38,21 @@ class Histogram {
       : series_(std::move(s)), layout_(series_->layout.get()), base_(series_->first_cell) {}
 
   void Observe(double v) {
-    uint64_t* slot = internal::ThreadCells() + base_ + 2 * size_t{layout_->Slot(v)};
+    // The rare cases (first write of a thread, values the table does not resolve) leave through
+    // one out-of-line tail call, so this path needs no saved registers and no stack.
+    uint64_t* const cells = internal::tls_cells;
+    const uint64_t s = layout_->FastSlot(v);
+    if (ABSL_PREDICT_FALSE(cells == nullptr || s == internal::HistogramLayout::kNoFastSlot)) {
+      return ObserveSlow(v);
+    }
+    uint64_t* slot = cells + base_ + 2 * s;
     internal::CellAdd(slot, 0, 1);
     internal::CellAddDouble(slot, 1, v);
   }
 
  private:
   friend struct internal::HandleAccess;
+  ABSL_ATTRIBUTE_NOINLINE void ObserveSlow(double v);
   internal::SeriesPtr series_;
   const internal::HistogramLayout* layout_;
   uint32_t base_ = 0;  // 0: the sink block

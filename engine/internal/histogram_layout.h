@@ -74,15 +74,24 @@ class HistogramLayout {
 
   // The slot of v. Never fails: every double, NaN included, has one.
   uint32_t Slot(double v) const {
+    const uint64_t s = FastSlot(v);
+    return ABSL_PREDICT_TRUE(s != kNoFastSlot) ? static_cast<uint32_t>(s) : SlowSlot(v);
+  }
+
+  // The slot of v when the table resolves it (every positive in-range value unless a table
+  // interval holds more than two classic boundaries), else kNoFastSlot. For callers that keep the
+  // slow path out of line, so that the fast path saves no registers around a call.
+  static constexpr uint64_t kNoFastSlot = ~uint64_t{0};
+  uint64_t FastSlot(double v) const {
     const uint64_t bits = __builtin_bit_cast(uint64_t, v);
     // Sign, exponent and top mantissa bits; negatives, zero, subnormals, out-of-range magnitudes,
     // Inf and NaN all fall outside [0, key_span_).
     const uint64_t key = (bits >> key_shift_) - key_lo_;
-    if (ABSL_PREDICT_FALSE(key >= key_span_)) return SlowSlot(v);
+    if (ABSL_PREDICT_FALSE(key >= key_span_)) return kNoFastSlot;
     const Entry& t = table_[key];
-    if (ABSL_PREDICT_FALSE(t.first == kSlowEntry)) return SlowSlot(v);
+    if (ABSL_PREDICT_FALSE(t.first == kSlowEntry)) return kNoFastSlot;
     const uint64_t m = bits & kMantissaMask;
-    return t.first + (m > t.t1) + (m > t.t2);
+    return uint64_t{t.first} + (m > t.t1) + (m > t.t2);
   }
 
   uint32_t num_slots() const { return static_cast<uint32_t>(slots_.size()); }
