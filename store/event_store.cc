@@ -607,20 +607,18 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
       size = size_bytes_.load(std::memory_order_relaxed) + framed;
     }
 
-    // 3. Count it (the types before Publish moves them out), publish, time it.
+    // 3. Count and time it (before Publish moves the types out), then publish.
     if (metrics_ != nullptr) {
       if (durable_ns == 0) durable_ns = NowNs();  // one clock read per batch
       for (AppendRequest* r : accepted_) {
         for (const NewEvent& ev : *r->events) metrics_->CountEvent(ev.type);
+        metrics_->Released(durable_ns, r->accept_ns);
       }
       metrics_->BatchStored(payload, size);
     }
     size_bytes_.store(size, std::memory_order_relaxed);
     next_position_ = pos;
     Publish();
-    if (metrics_ != nullptr) {
-      for (AppendRequest* r : accepted_) metrics_->Released(durable_ns, r->accept_ns);
-    }
   }
 
   // 4. Release the callers, then hand the events to the projector.

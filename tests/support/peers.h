@@ -82,6 +82,16 @@ bool Eventually(F ready, int seconds) {
   return ready();
 }
 
+// Sends `sig` to *pid and reaps it; returns the exit status, or -signal (-1 when there is none).
+inline int KillAndReap(pid_t* pid, int sig) {
+  if (*pid <= 0) return -1;
+  kill(*pid, sig);
+  int st = 0;
+  waitpid(*pid, &st, 0);
+  *pid = -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
 // A child process with stdout and stderr in `log`; SIGTERM and reaped on destruction.
 class Child {
  public:
@@ -101,48 +111,67 @@ class Child {
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
-  ~Child() { Stop(SIGTERM); }
-  // Sends `sig`, waits; returns the exit status, or -signal.
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    kill(pid_, sig);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-  }
+  ~Child() { KillAndReap(&pid_, SIGTERM); }
 
  private:
   pid_t pid_ = -1;
 };
 
-// GET http://127.0.0.1:port/path parsed as JSON, or null on any failure.
+// GET http://127.0.0.1:port/path: the body parsed as JSON whatever the HTTP status (Prometheus
+// explains a 400 in JSON), or null when nothing or no JSON answers.
 inline nlohmann::json GetJson(int port, const std::string& path) {
   httplib::Client c("127.0.0.1", port);
   c.set_connection_timeout(1);
   c.set_read_timeout(5);
   auto res = c.Get(path);
-  if (!res || res->status != 200) return nullptr;
+  if (!res) return nullptr;
   auto j = nlohmann::json::parse(res->body, nullptr, false);
   return j.is_discarded() ? nullptr : j;
 }
 
-// Debian's Prometheus server on a free loopback port, from a prometheus.yml and the files it
-// names (written next to it, so relative rule_files paths resolve).
-class PrometheusServer {
+// A peer binary (Prometheus, Pushgateway) run as a child listening on a free loopback port, with a
+// scratch directory for its files and its log, removed when the peer is.
+class LoopbackPeer {
+ public:
+  LoopbackPeer(const LoopbackPeer&) = delete;
+  LoopbackPeer& operator=(const LoopbackPeer&) = delete;
+  int port() const { return port_; }
+  std::string Log() const { return ReadFile(dir_ + "/peer.log"); }
+
+ protected:
+  explicit LoopbackPeer(const std::string& prefix) : dir_(TempDir(prefix)), port_(FreePort()) {}
+  ~LoopbackPeer() {
+    child_.reset();
+    std::string out;
+    RunShell("rm -rf " + dir_, &out);
+  }
+  // Starts `binary` with `args` and the listen-address flag both peers share.
+  void Start(const char* binary, std::vector<std::string> args) {
+    args.insert(args.begin(), binary);
+    args.push_back("--web.listen-address=127.0.0.1:" + std::to_string(port_));
+    child_ = std::make_unique<Child>(std::move(args), dir_ + "/peer.log");
+  }
+
+  const std::string dir_;
+  const int port_;
+
+ private:
+  std::unique_ptr<Child> child_;
+};
+
+// Debian's Prometheus server, from a prometheus.yml and the files it names (written next to it,
+// so relative rule_files paths resolve).
+class PrometheusServer : public LoopbackPeer {
  public:
   static constexpr const char* kBinary = "/usr/bin/prometheus";
 
   explicit PrometheusServer(const std::string& config,
                             const std::map<std::string, std::string>& files = {})
-      : dir_(TempDir("metrics-prometheus")), port_(FreePort()) {
+      : LoopbackPeer("metrics-prometheus") {
     WriteFile(dir_ + "/prometheus.yml", config);
     for (const auto& [name, body] : files) WriteFile(dir_ + "/" + name, body);
-    child_ = std::make_unique<Child>(
-        std::vector<std::string>{kBinary, "--config.file=" + dir_ + "/prometheus.yml",
-                                 "--storage.tsdb.path=" + dir_ + "/data",
-                                 "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
-        dir_ + "/prometheus.log");
+    Start(kBinary,
+          {"--config.file=" + dir_ + "/prometheus.yml", "--storage.tsdb.path=" + dir_ + "/data"});
   }
   // A config that scrapes 127.0.0.1:`target_port` every second as job `job`.
   static std::string ScrapeConfig(const std::string& job, int target_port) {
@@ -152,26 +181,14 @@ class PrometheusServer {
            "\n    static_configs:\n      - targets: ['127.0.0.1:" + std::to_string(target_port) +
            "']\n";
   }
-  ~PrometheusServer() {
-    child_.reset();
-    std::string out;
-    RunShell("rm -rf " + dir_, &out);
-  }
-
-  int port() const { return port_; }
 
   // An instant query: the JSON result array, or null (not up yet, or a query error).
-  nlohmann::json Query(const std::string& promql) {
-    auto j = GetJson(port_, "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
-    if (j.is_null() || j["status"] != "success") return nullptr;
-    return j["data"]["result"];
-  }
+  nlohmann::json Query(const std::string& promql) { return Data(QueryPath(promql), "result"); }
 
   // The query's error message (empty when it succeeds), for failure output.
   std::string QueryError(const std::string& promql) {
-    auto j = GetJson(port_, "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
-    if (j.is_null()) return "no answer (bad query answers 400)";
-    return j.value("error", "");
+    auto j = GetJson(port_, QueryPath(promql));
+    return j.is_null() ? "no answer" : j.value("error", "");
   }
 
   // Polls `promql` until it returns a non-empty vector or the deadline passes.
@@ -181,45 +198,29 @@ class PrometheusServer {
     return nullptr;
   }
 
-  // data.alerts of /api/v1/alerts: the pending and firing alerts.
-  nlohmann::json Alerts() {
-    auto j = GetJson(port_, "/api/v1/alerts");
-    if (j.is_null() || j["status"] != "success") return nullptr;
-    return j["data"]["alerts"];
-  }
-
-  // data.groups of /api/v1/rules.
-  nlohmann::json RuleGroups() {
-    auto j = GetJson(port_, "/api/v1/rules");
-    if (j.is_null() || j["status"] != "success") return nullptr;
-    return j["data"]["groups"];
-  }
-
-  std::string Log() const { return ReadFile(dir_ + "/prometheus.log"); }
+  // The pending and firing alerts (data.alerts of /api/v1/alerts).
+  nlohmann::json Alerts() { return Data("/api/v1/alerts", "alerts"); }
+  // The loaded rule groups (data.groups of /api/v1/rules).
+  nlohmann::json RuleGroups() { return Data("/api/v1/rules", "groups"); }
 
  private:
-  std::string dir_;
-  int port_;
-  std::unique_ptr<Child> child_;
+  static std::string QueryPath(const std::string& promql) {
+    return "/api/v1/query?query=" + httplib::detail::encode_query_param(promql);
+  }
+  // data.<field> of a successful API answer, else null.
+  nlohmann::json Data(const std::string& path, const char* field) {
+    auto j = GetJson(port_, path);
+    if (j.is_null() || j.value("status", "") != "success") return nullptr;
+    return j["data"][field];
+  }
 };
 
-// Debian's prometheus-pushgateway on a free loopback port, in-memory (no persistence file).
-class Pushgateway {
+// Debian's prometheus-pushgateway, in memory (no persistence file).
+class Pushgateway : public LoopbackPeer {
  public:
   static constexpr const char* kBinary = "/usr/bin/prometheus-pushgateway";
 
-  Pushgateway() : dir_(TempDir("metrics-pushgateway")), port_(FreePort()) {
-    child_ = std::make_unique<Child>(
-        std::vector<std::string>{kBinary,
-                                 "--web.listen-address=127.0.0.1:" + std::to_string(port_)},
-        dir_ + "/pushgateway.log");
-  }
-  ~Pushgateway() {
-    child_.reset();
-    std::string out;
-    RunShell("rm -rf " + dir_, &out);
-  }
-  int port() const { return port_; }
+  Pushgateway() : LoopbackPeer("metrics-pushgateway") { Start(kBinary, {}); }
   bool WaitReady(int seconds) {
     return Eventually(
         [&] {
@@ -237,12 +238,6 @@ class Pushgateway {
     auto r = c.Get("/metrics");
     return r && r->status == 200 ? r->body : "";
   }
-  std::string Log() const { return ReadFile(dir_ + "/pushgateway.log"); }
-
- private:
-  std::string dir_;
-  int port_;
-  std::unique_ptr<Child> child_;
 };
 
 // Our eventstore-server binary as a child on a free port (it prints "listening PORT" on stdout,
@@ -275,21 +270,10 @@ class EventStoreServer {
   }
   EventStoreServer(const EventStoreServer&) = delete;
   EventStoreServer& operator=(const EventStoreServer&) = delete;
-  ~EventStoreServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
+  ~EventStoreServer() { KillAndReap(&pid_, SIGKILL); }
   int port() const { return port_; }
   // Sends `sig` and returns the exit status (or -signal).
-  int Stop(int sig) {
-    kill(pid_, sig);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-  }
+  int Stop(int sig) { return KillAndReap(&pid_, sig); }
   httplib::Client Client() const {
     httplib::Client c("127.0.0.1", port_);
     c.set_read_timeout(10);
