@@ -15,7 +15,8 @@ void UseExclusivePort(httplib::Server& server) {
   });
 }
 
-void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler) {
+void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler,
+                  HealthFn health) {
   server.Get("/metrics", [handler](const httplib::Request& req, httplib::Response& res) {
     const std::string accept_encoding = req.get_header_value("Accept-Encoding");
     // Debian's cpp-httplib is built with zlib and gzips text/* responses by itself after the
@@ -28,8 +29,15 @@ void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handl
       if (r.gzipped) res.set_header("Content-Encoding", "gzip");
     });
   });
-  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain; charset=utf-8");
+  server.Get("/healthz", [health](const httplib::Request&, httplib::Response& res) {
+    absl::Status s = health ? health() : absl::OkStatus();
+    if (s.ok()) {
+      res.set_content("ok\n", "text/plain; charset=utf-8");
+    } else {
+      res.status = 503;
+      res.set_content(absl::StrCat("unavailable: ", s.message(), "\n"),
+                      "text/plain; charset=utf-8");
+    }
   });
   auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
@@ -47,35 +55,26 @@ void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handl
 absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(
     const ExporterOptions& options, std::shared_ptr<MetricsHandler> handler) {
   std::unique_ptr<HttpExporter> e(new HttpExporter());
-  UseExclusivePort(e->server_);
-  // Scrapes are serialized by the handler anyway; two workers keep one busy scraper from blocking a
-  // health check, and few threads mean few shards and warm allocator arenas.
-  e->server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  MountMetrics(e->server_, std::move(handler));
-  if (options.port == 0) {
-    e->port_ = e->server_.bind_to_any_port(options.host);
-    if (e->port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("cannot bind ", options.host, ":0"));
-    }
-  } else {
-    if (!e->server_.bind_to_port(options.host, options.port)) {
-      return absl::UnavailableError(absl::StrCat("cannot bind ", options.host, ":", options.port));
-    }
-    e->port_ = options.port;
+  e->server_ = std::make_unique<GuardedServer>(options.guard);
+  if (!e->server_->status().ok()) return e->server_->status();
+  MountMetrics(*e->server_, std::move(handler), options.health);
+  e->port_ = e->server_->Bind(options.host, options.port);
+  if (e->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind ", options.host, ":", options.port));
   }
-  HttpExporter* raw = e.get();
-  e->thread_ = std::thread([raw] { raw->server_.listen_after_bind(); });
+  GuardedServer* raw = e->server_.get();
+  e->thread_ = std::thread([raw] { raw->listen_after_bind(); });
   // stop() before the listen loop has started would be lost and Stop() would then wait forever:
   // return only once the server runs.
-  for (int i = 0; i < 5000 && !e->server_.is_running(); ++i) {
+  for (int i = 0; i < 5000 && !raw->is_running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (!e->server_.is_running()) return absl::InternalError("HTTP server thread did not start");
+  if (!raw->is_running()) return absl::InternalError("HTTP server thread did not start");
   return e;
 }
 
 void HttpExporter::Stop() {
-  server_.stop();
+  if (server_ != nullptr) server_->stop();
   if (thread_.joinable()) thread_.join();
 }
 

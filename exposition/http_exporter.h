@@ -2,6 +2,7 @@
 // the application already runs (the event-store server mounts them beside its API).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -9,13 +10,20 @@
 #include <httplib.h>
 
 #include "absl/status/statusor.h"
+#include "exposition/guarded_server.h"
 #include "exposition/metrics_handler.h"
 
 namespace metrics::exposition {
 
-// GET /metrics (negotiated format, gzip when accepted) and GET /healthz ("ok"); other methods on
-// them get 405 with "Allow: GET". Unknown paths get 404, malformed requests 400 (cpp-httplib).
-void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler);
+// Whether the process can do its job: OK, or the reason it cannot (GET /healthz then answers 503
+// with it). Called on a server thread for every health check.
+using HealthFn = std::function<absl::Status()>;
+
+// GET /metrics (negotiated format, gzip when accepted) and GET /healthz ("ok", or 503 and the
+// reason `health` gives); other methods on them get 405 with "Allow: GET". Unknown paths get 404,
+// malformed requests 400 (cpp-httplib).
+void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler,
+                  HealthFn health = nullptr);
 
 // Binds without SO_REUSEPORT, so that a port already in use is an error rather than shared.
 void UseExclusivePort(httplib::Server& server);
@@ -23,6 +31,10 @@ void UseExclusivePort(httplib::Server& server);
 struct ExporterOptions {
   std::string host = "127.0.0.1";
   int port = 9464;  // 0: any free port (see HttpExporter::port())
+  // Scrapes are serialized by the handler anyway; two workers keep one busy scraper from blocking
+  // a health check, and few threads mean few shards and warm allocator arenas.
+  GuardOptions guard = {.threads = 2, .max_connections = 64};
+  HealthFn health;
 };
 
 class HttpExporter {
@@ -37,7 +49,7 @@ class HttpExporter {
 
  private:
   HttpExporter() = default;
-  httplib::Server server_;
+  std::unique_ptr<GuardedServer> server_;
   std::thread thread_;
   int port_ = 0;
 };
