@@ -194,6 +194,9 @@ class EventStore {
                                                 size_t max = kNoLimit) const;
   // Current version of `stream` (0: no such stream). InvalidArgument for an invalid stream id.
   absl::StatusOr<uint64_t> StreamVersion(std::string_view stream) const;
+  // OK while the store accepts appends; else why not: the I/O error after which it stopped
+  // (read-only from then on), or Unavailable once Close() has begun.
+  absl::Status Health() const;
   // Position of the last committed event (0: empty store).
   uint64_t LastPosition() const;
   // Bytes of all segment files (in-memory mode: of the framed records).
