@@ -1,27 +1,15 @@
 // The main job: the event-store server. An embedded durable store (store/), the domain's
-// projections, a JSON HTTP API, /metrics and /healthz on one listener, and an optional synthetic
-// producer so a new user sees live metrics at once.
+// projections, a JSON HTTP API (server/api.h) on a hardened cpp-httplib server
+// (exposition/guarded_server.h), /metrics and /healthz on the API's listener or their own
+// (--metrics-listen), and an optional synthetic producer so a new user sees live metrics at once.
 //
-//   eventstore-server [--data-dir DIR] [--listen HOST:PORT] [--fsync every-batch|interval|never]
-//                     [--fsync-interval-ms N] [--demo-rate N] [--max-body-bytes N]
-//                     [--test-slow-projection-ms N [--test-slow-projection-for-s S]]
+// Flags: `eventstore-server --help` lists them all with their defaults. Dashes and underscores in
+// flag names are interchangeable (--data-dir = --data_dir).
 //
-// --test-slow-projection-ms is for tests of the lag alert: the "teams" projection sleeps N ms per
-// event, for the first S seconds after start when --test-slow-projection-for-s is given (then it
-// catches up, so the alert resolves), else for as long as the server runs.
-//
-// API (JSON; errors are {"error": "..."} with a 4xx status):
-//   POST /streams/{stream}/events[?expected_version=N|any|no_stream]
-//        body {"type": "...", "data": <any JSON>} or an array of them  -> 201 {"first_position",
-//        "last_position", "stream_version"}; 400 bad JSON/type/stream, 409 version conflict,
-//        413 body too large
-//   GET  /streams/{stream}            -> 200 {"stream", "version", "events": [...]}; 404 if none
-//   GET  /projections/teams           -> 200 [{"id", "name", "position"}...]
-//   GET  /projections/team_status     -> 200 [{"team", "status", "updates", "position"}...]
-//   GET  /metrics, GET /healthz
-//
-// SIGINT/SIGTERM: stop accepting requests, drain, fsync, exit 0.
+// Signals: SIGINT/SIGTERM stop accepting connections, finish the requests in progress, drain the
+// store, fsync and exit 0. SIGHUP re-reads the token files (a bad file keeps the tokens in force).
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -29,16 +17,27 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "engine/registry.h"
+#include "exposition/guarded_server.h"
 #include "exposition/http_exporter.h"
+#include "instrument/http_metrics.h"
+#include "server/api.h"
+#include "server/auth.h"
 #include "store/event_store.h"
 #include "store/projections.h"
 
@@ -46,177 +45,110 @@ namespace {
 
 using metrics::store::EventStore;
 using metrics::store::ExpectedVersion;
+using metrics::store::FsyncPolicy;
 using nlohmann::json;
 
-struct Flags {
-  std::string data_dir = "./data";
-  std::string host = "127.0.0.1";
-  int port = 8080;
-  metrics::store::FsyncPolicy fsync = metrics::store::FsyncPolicy::kEveryBatch;
-  uint32_t fsync_interval_ms = 100;
-  double demo_rate = 0;
-  size_t max_body_bytes = 4 << 20;
-  int slow_projection_ms = 0;
-  int slow_projection_for_s = 0;  // 0: for ever
+}  // namespace
+
+namespace metrics::store {
+bool AbslParseFlag(absl::string_view text, FsyncPolicy* p, std::string* error) {
+  if (text == "every-batch") {
+    *p = FsyncPolicy::kEveryBatch;
+  } else if (text == "interval") {
+    *p = FsyncPolicy::kInterval;
+  } else if (text == "never") {
+    *p = FsyncPolicy::kNever;
+  } else {
+    *error = "expected every-batch, interval or never";
+    return false;
+  }
+  return true;
+}
+std::string AbslUnparseFlag(FsyncPolicy p) {
+  return p == FsyncPolicy::kEveryBatch ? "every-batch"
+         : p == FsyncPolicy::kInterval ? "interval"
+                                       : "never";
+}
+}  // namespace metrics::store
+
+namespace eventstore {
+// HOST:PORT, with IPv6 hosts bare or in brackets ("::", "[::1]:8080", ":::8080").
+struct ListenAddress {
+  std::string host;
+  int port = 0;
 };
 
-[[noreturn]] void Usage(const char* argv0, const std::string& problem) {
-  std::fprintf(
-      stderr,
-      "%s\nusage: %s [--data-dir DIR] [--listen HOST:PORT] "
-      "[--fsync every-batch|interval|never] [--fsync-interval-ms N] [--demo-rate N] "
-      "[--max-body-bytes N] [--test-slow-projection-ms N [--test-slow-projection-for-s S]]\n",
-      problem.c_str(), argv0);
-  std::exit(2);
-}
-
-long ParseNumber(const char* argv0, const std::string& flag, const std::string& v, long lo,
-                 long hi) {
-  char* end = nullptr;
-  long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < lo || n > hi) {
-    Usage(argv0, flag + ": expected an integer in [" + std::to_string(lo) + ", " +
-                     std::to_string(hi) + "], got '" + v + "'");
+bool AbslParseFlag(absl::string_view text, ListenAddress* a, std::string* error) {
+  if (text.empty()) {  // "": not set (--metrics-listen's default)
+    *a = {};
+    return true;
   }
-  return n;
-}
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    std::string value;
-    if (size_t eq = flag.find('='); eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else if (flag == "--help" || flag == "-h") {
-      Usage(argv[0], "eventstore-server: an embedded event store with Prometheus metrics");
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      Usage(argv[0], flag + ": missing value");
-    }
-    if (flag == "--data-dir") {
-      f.data_dir = value;
-    } else if (flag == "--listen") {
-      size_t colon = value.rfind(':');
-      if (colon == std::string::npos) Usage(argv[0], "--listen: expected HOST:PORT");
-      f.host = value.substr(0, colon);
-      f.port = static_cast<int>(ParseNumber(argv[0], flag, value.substr(colon + 1), 0, 65535));
-    } else if (flag == "--fsync") {
-      if (value == "every-batch") {
-        f.fsync = metrics::store::FsyncPolicy::kEveryBatch;
-      } else if (value == "interval") {
-        f.fsync = metrics::store::FsyncPolicy::kInterval;
-      } else if (value == "never") {
-        f.fsync = metrics::store::FsyncPolicy::kNever;
-      } else {
-        Usage(argv[0], "--fsync: expected every-batch, interval or never");
-      }
-    } else if (flag == "--fsync-interval-ms") {
-      f.fsync_interval_ms = static_cast<uint32_t>(ParseNumber(argv[0], flag, value, 1, 3600000));
-    } else if (flag == "--demo-rate") {
-      f.demo_rate = static_cast<double>(ParseNumber(argv[0], flag, value, 0, 1000000));
-    } else if (flag == "--max-body-bytes") {
-      f.max_body_bytes = static_cast<size_t>(ParseNumber(argv[0], flag, value, 1, 64 << 20));
-    } else if (flag == "--test-slow-projection-ms") {
-      f.slow_projection_ms = static_cast<int>(ParseNumber(argv[0], flag, value, 0, 60000));
-    } else if (flag == "--test-slow-projection-for-s") {
-      f.slow_projection_for_s = static_cast<int>(ParseNumber(argv[0], flag, value, 1, 86400));
-    } else {
-      Usage(argv[0], "unknown flag " + flag);
-    }
+  const size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) {
+    *error = "expected HOST:PORT";
+    return false;
   }
-  return f;
-}
-
-void Error(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  res.set_content(json{{"error", message}}.dump(), "application/json");
-}
-
-int StatusFor(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return 400;
-    case absl::StatusCode::kFailedPrecondition:
-      return 409;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    default:
-      return 503;
+  std::string host(text.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
   }
+  int port = 0;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    *error = "expected a port from 0 to 65535 after the last ':'";
+    return false;
+  }
+  *a = {host.empty() ? "0.0.0.0" : host, port};
+  return true;
 }
+std::string AbslUnparseFlag(const ListenAddress& a) {
+  return a.host.empty() ? "" : absl::StrCat(a.host, ":", a.port);
+}
+}  // namespace eventstore
 
-// A payload is stored as the JSON text of "data"; read back as JSON when it parses.
-json PayloadJson(const std::string& payload) {
-  json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? json(payload) : j;
-}
+using eventstore::ListenAddress;
 
-void HandleAppend(EventStore& store, const httplib::Request& req, httplib::Response& res) {
-  const std::string stream = req.matches[1];
-  ExpectedVersion expected = ExpectedVersion::kAny;
-  if (req.has_param("expected_version")) {
-    std::string v = req.get_param_value("expected_version");
-    if (v == "any") {
-      expected = ExpectedVersion::kAny;
-    } else if (v == "no_stream") {
-      expected = ExpectedVersion::kNoStream;
-    } else {
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || v[0] == '-') {
-        return Error(res, 400, "expected_version must be a number, 'any' or 'no_stream'");
-      }
-      expected = ExpectedVersion::Exact(n);
-    }
-  }
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Error(res, 400, "request body is not valid JSON");
-  if (body.is_object()) body = json::array({body});
-  if (!body.is_array() || body.empty()) {
-    return Error(res, 400, "expected an event object or a non-empty array of them");
-  }
-  std::vector<metrics::store::NewEvent> events;
-  events.reserve(body.size());
-  for (size_t i = 0; i < body.size(); ++i) {
-    const json& e = body[i];
-    if (!e.is_object()) return Error(res, 400, "event " + std::to_string(i) + " is not an object");
-    auto type = e.find("type");
-    if (type == e.end() || !type->is_string()) {
-      return Error(res, 400, "event " + std::to_string(i) + ": missing string \"type\"");
-    }
-    auto data = e.find("data");
-    events.push_back({type->get<std::string>(), data == e.end() ? "null" : data->dump()});
-  }
-  auto r = store.Append(stream, expected, std::move(events));
-  if (!r.ok()) return Error(res, StatusFor(r.status()), std::string(r.status().message()));
-  res.status = 201;
-  res.set_content(json{{"first_position", r->first_position},
-                       {"last_position", r->last_position},
-                       {"stream_version", r->last_stream_version}}
-                      .dump(),
-                  "application/json");
-}
+ABSL_FLAG(std::string, data_dir, "./data", "Directory of the store's segment files (created).");
+ABSL_FLAG(ListenAddress, listen, (ListenAddress{"127.0.0.1", 8080}),
+          "HOST:PORT of the API (port 0: any free port, printed as 'listening PORT').");
+ABSL_FLAG(ListenAddress, metrics_listen, ListenAddress{},
+          "HOST:PORT serving only /metrics and /healthz, on threads of their own, so scrapes "
+          "answer while the API is saturated. Empty: both on the API's listener.");
+ABSL_FLAG(FsyncPolicy, fsync, FsyncPolicy::kEveryBatch,
+          "every-batch (an acknowledged event survives power loss), interval or never.");
+ABSL_FLAG(uint32_t, fsync_interval_ms, 100,
+          "With --fsync interval: the longest gap between fsyncs.");
+ABSL_FLAG(double, demo_rate, 0,
+          "Synthetic events per second appended by the server itself (0: none).");
+ABSL_FLAG(uint64_t, max_body_bytes, 4 << 20,
+          "Largest request body, after any Content-Encoding is undone; larger: 413.");
+ABSL_FLAG(uint32_t, max_json_depth, 64,
+          "Deepest JSON nesting of a request body (the event array and object count as 2).");
+ABSL_FLAG(uint32_t, http_threads, 64,
+          "API worker threads: requests served at once. Concurrent appenders share one fsync, so "
+          "more threads fill group-commit batches.");
+ABSL_FLAG(uint32_t, max_connections, 512,
+          "Open API connections (served or waiting for a thread); beyond it new ones get 503.");
+ABSL_FLAG(uint32_t, request_timeout_ms, 10000,
+          "Deadline of a request from its first byte to the end of its body (and again for its "
+          "response); a slower client is disconnected.");
+ABSL_FLAG(uint32_t, keep_alive_timeout_ms, 5000, "How long an idle keep-alive connection is kept.");
+ABSL_FLAG(uint32_t, keep_alive_max_requests, 100000, "Requests served on one connection.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File of bearer tokens (one a line): when set, every API request needs "
+          "'Authorization: Bearer <token>'. Re-read on SIGHUP.");
+ABSL_FLAG(std::string, metrics_auth_token_file, "", "The same for /metrics (/healthz stays open).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve the API over TLS (with --tls-key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(bool, no_metrics, false,
+          "Switch off the store's and the HTTP API's metrics (for measuring their cost); "
+          "/metrics then has the process metrics only.");
+ABSL_FLAG(uint32_t, test_slow_projection_ms, 0,
+          "Test only: the teams projection sleeps this long per event (lag alert tests).");
+ABSL_FLAG(uint32_t, test_slow_projection_for_s, 0,
+          "Test only: ... for this many seconds after start (0: for ever).");
 
-void HandleReadStream(EventStore& store, const std::string& stream, httplib::Response& res) {
-  auto events = store.ReadStream(stream);
-  if (!events.ok())
-    return Error(res, StatusFor(events.status()), std::string(events.status().message()));
-  if (events->empty()) return Error(res, 404, "no stream named " + stream);
-  json list = json::array();
-  for (const auto& e : *events) {
-    list.push_back({{"position", e.position},
-                    {"version", e.stream_version},
-                    {"type", e.type},
-                    {"data", PayloadJson(e.payload)},
-                    {"timestamp_ns", e.timestamp_ns}});
-  }
-  res.set_content(
-      json{{"stream", stream}, {"version", events->back().stream_version}, {"events", list}}.dump(),
-      "application/json");
-}
+namespace {
 
 // A synthetic producer: registers teams and then mostly updates their status, at `rate` events/s.
 void DemoLoad(EventStore& store, double rate, const std::atomic<bool>& stop) {
@@ -249,26 +181,121 @@ void DemoLoad(EventStore& store, double rate, const std::atomic<bool>& stop) {
   }
 }
 
+// Dashes in flag names become underscores, so that --data-dir and --data_dir both work.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  for (size_t i = 1; i < storage.size(); ++i) {
+    std::string& a = storage[i];
+    if (a == "--") break;
+    if (a.size() < 3 || a[0] != '-' || a[1] != '-') continue;
+    const size_t end = std::min(a.find('='), a.size());
+    for (size_t k = 2; k < end; ++k) {
+      if (a[k] == '-') a[k] = '_';
+    }
+  }
+  std::vector<char*> out;
+  for (std::string& a : storage) out.push_back(a.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+[[noreturn]] void Die(const std::string& message) {
+  std::fprintf(stderr, "eventstore-server: %s\n", message.c_str());
+  std::exit(2);
+}
+
+std::unique_ptr<eventstore::TokenAuth> LoadTokens(const std::string& path, const char* flag) {
+  if (path.empty()) return nullptr;
+  auto auth = eventstore::TokenAuth::FromFile(path);
+  if (!auth.ok()) Die(absl::StrCat("--", flag, ": ", auth.status().message()));
+  return *std::move(auth);
+}
+
+// A listener and its thread.
+struct Listener {
+  std::unique_ptr<metrics::exposition::GuardedServer> server;
+  std::thread thread;
+  int port = 0;
+};
+
+void Start(Listener& l, const ListenAddress& at, const char* what) {
+  l.port = l.server->Bind(at.host, at.port);
+  if (l.port <= 0) Die(absl::StrCat("cannot listen on ", at.host, ":", at.port, " (", what, ")"));
+  auto* s = l.server.get();
+  l.thread = std::thread([s] { s->listen_after_bind(); });
+  while (!s->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
+  // --help lists this file's flags (absl matches files to the program name, which has a dash).
+  auto ours = [](absl::string_view file) { return absl::StrContains(file, "eventstore_server"); };
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = ours;
+  usage.contains_helpshort_flags = ours;
+  absl::SetFlagsUsageConfig(usage);
+  absl::SetProgramUsageMessage(
+      "an embedded event store with a JSON HTTP API and Prometheus metrics.\n"
+      "  eventstore-server --data-dir ./data --listen 127.0.0.1:8080 [--demo-rate 200]");
+  std::vector<std::string> arg_storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, arg_storage);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, args.data());
+  if (rest.size() > 1) Die(absl::StrCat("unexpected argument '", rest[1], "' (see --help)"));
 
-  // Block the stop signals in every thread; main waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const ListenAddress listen = absl::GetFlag(FLAGS_listen);
+  const ListenAddress metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  const bool separate_metrics = !metrics_listen.host.empty();
+  const bool with_metrics = !absl::GetFlag(FLAGS_no_metrics);
+  if (absl::GetFlag(FLAGS_fsync_interval_ms) < 1) Die("--fsync-interval-ms must be at least 1");
+  if (absl::GetFlag(FLAGS_demo_rate) < 0 || absl::GetFlag(FLAGS_demo_rate) > 1e6) {
+    Die("--demo-rate must be from 0 to 1000000");
+  }
+  if (absl::GetFlag(FLAGS_max_body_bytes) < 1 || absl::GetFlag(FLAGS_max_body_bytes) > (64 << 20)) {
+    Die("--max-body-bytes must be from 1 to 67108864");
+  }
+  if (absl::GetFlag(FLAGS_max_json_depth) < 2 || absl::GetFlag(FLAGS_max_json_depth) > 1000) {
+    Die("--max-json-depth must be from 2 to 1000");
+  }
+  if (absl::GetFlag(FLAGS_http_threads) < 1 || absl::GetFlag(FLAGS_http_threads) > 4096) {
+    Die("--http-threads must be from 1 to 4096");
+  }
+  if (absl::GetFlag(FLAGS_max_connections) < absl::GetFlag(FLAGS_http_threads)) {
+    Die("--max-connections must be at least --http-threads");
+  }
+  if (absl::GetFlag(FLAGS_request_timeout_ms) < 1 ||
+      absl::GetFlag(FLAGS_keep_alive_timeout_ms) < 1 ||
+      absl::GetFlag(FLAGS_keep_alive_max_requests) < 1) {
+    Die("--request-timeout-ms, --keep-alive-timeout-ms and --keep-alive-max-requests must be >= 1");
+  }
+  std::unique_ptr<eventstore::TokenAuth> api_auth =
+      LoadTokens(absl::GetFlag(FLAGS_auth_token_file), "auth-token-file");
+  std::unique_ptr<eventstore::TokenAuth> metrics_auth =
+      LoadTokens(absl::GetFlag(FLAGS_metrics_auth_token_file), "metrics-auth-token-file");
+
+  // Every connection is a descriptor: allow as many as the hard limit.
+  if (rlimit r; getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+
+  // Block the stop and reload signals in every thread; main waits for them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   metrics::Registry registry;
-  auto opened = EventStore::Open({.data_dir = flags.data_dir,
-                                  .fsync = flags.fsync,
-                                  .interval_ms = flags.fsync_interval_ms,
-                                  .registry = &registry});
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  auto opened = EventStore::Open({.data_dir = data_dir,
+                                  .fsync = absl::GetFlag(FLAGS_fsync),
+                                  .interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
+                                  .registry = with_metrics ? &registry : nullptr});
   if (!opened.ok()) {
-    std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", flags.data_dir.c_str(),
+    std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", data_dir.c_str(),
                  std::string(opened.status().message()).c_str());
     return 1;
   }
@@ -277,16 +304,16 @@ int main(int argc, char** argv) {
   std::fprintf(
       stderr,
       "eventstore-server: opened %s: %zu segments, %llu events, %llu torn bytes truncated\n",
-      flags.data_dir.c_str(), rec.segments, static_cast<unsigned long long>(rec.events),
+      data_dir.c_str(), rec.segments, static_cast<unsigned long long>(rec.events),
       static_cast<unsigned long long>(rec.truncated_bytes));
 
   auto teams = std::make_shared<metrics::store::TeamsProjection>();
   auto status = std::make_shared<metrics::store::TeamStatusProjection>();
-  const int slow_ms = flags.slow_projection_ms;
-  const auto slow_until =
-      flags.slow_projection_for_s > 0
-          ? std::chrono::steady_clock::now() + std::chrono::seconds(flags.slow_projection_for_s)
-          : std::chrono::steady_clock::time_point::max();
+  const int slow_ms = static_cast<int>(absl::GetFlag(FLAGS_test_slow_projection_ms));
+  const int slow_for_s = static_cast<int>(absl::GetFlag(FLAGS_test_slow_projection_for_s));
+  const auto slow_until = slow_for_s > 0
+                              ? std::chrono::steady_clock::now() + std::chrono::seconds(slow_for_s)
+                              : std::chrono::steady_clock::time_point::max();
   metrics::store::ProjectionFn teams_fn = [teams, slow_ms,
                                            slow_until](const metrics::store::Event& e) {
     // Test-only: slows the projection on purpose (lag alert tests).
@@ -304,81 +331,139 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  httplib::Server http;
-  metrics::exposition::UseExclusivePort(http);
-  http.set_payload_max_length(flags.max_body_bytes);  // larger bodies: 413
+  // HTTP request metrics: one family set, a route table per listener.
+  std::unique_ptr<metrics::instrument::HttpMetrics> api_http, metrics_http;
+  if (with_metrics) {
+    auto a = metrics::instrument::HttpMetrics::Create(registry,
+                                                      eventstore::ApiRoutes(!separate_metrics));
+    if (!a.ok()) Die(std::string(a.status().message()));
+    api_http = *std::move(a);
+    if (separate_metrics) {
+      auto m = metrics::instrument::HttpMetrics::Create(registry, eventstore::MetricsRoutes());
+      if (!m.ok()) Die(std::string(m.status().message()));
+      metrics_http = *std::move(m);
+    }
+  }
   auto handler = std::make_shared<metrics::exposition::MetricsHandler>(
       std::vector<const metrics::Registry*>{&registry});
-  metrics::exposition::MountMetrics(http, handler);
-  EventStore* s = store.get();
-  const std::string stream_re = R"(/streams/([A-Za-z0-9._:\-]+))";
-  http.Post(stream_re + "/events", [s](const httplib::Request& req, httplib::Response& res) {
-    HandleAppend(*s, req, res);
-  });
-  http.Get(stream_re, [s](const httplib::Request& req, httplib::Response& res) {
-    HandleReadStream(*s, req.matches[1], res);
-  });
-  http.Post(R"(/streams/([^/]*)/events)", [](const httplib::Request&, httplib::Response& res) {
-    Error(res, 400, "invalid stream name: 1-256 bytes of [A-Za-z0-9._:-]");
-  });
-  http.Get("/projections/teams", [teams](const httplib::Request&, httplib::Response& res) {
-    json list = json::array();
-    for (const auto& t : teams->Teams())
-      list.push_back({{"id", t.id}, {"name", t.name}, {"position", t.position}});
-    res.set_content(list.dump(), "application/json");
-  });
-  http.Get("/projections/team_status", [status](const httplib::Request&, httplib::Response& res) {
-    json list = json::array();
-    for (const auto& t : status->All()) {
-      list.push_back({{"team", t.team},
-                      {"status", t.status},
-                      {"updates", t.updates},
-                      {"position", t.position}});
-    }
-    res.set_content(list.dump(), "application/json");
-  });
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      std::string what = res.status == 404   ? "no such resource"
-                         : res.status == 413 ? "request body too large"
-                         : res.status == 405 ? "method not allowed"
-                                             : "bad request";
-      res.set_content(json{{"error", what}}.dump(), "application/json");
-    }
-  });
 
-  int port = flags.port;
-  if (port == 0) {
-    port = http.bind_to_any_port(flags.host);
-  } else if (!http.bind_to_port(flags.host, port)) {
-    port = -1;
+  eventstore::ApiDeps deps{.store = store.get(),
+                           .teams = teams,
+                           .team_status = status,
+                           .api_auth = api_auth.get(),
+                           .metrics_auth = metrics_auth.get(),
+                           .http_metrics = api_http.get()};
+  const eventstore::ApiOptions api_options{
+      .max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes),
+      .body = {.max_depth = absl::GetFlag(FLAGS_max_json_depth)}};
+
+  Listener api;
+  api.server =
+      std::make_unique<metrics::exposition::GuardedServer>(metrics::exposition::GuardOptions{
+          .threads = absl::GetFlag(FLAGS_http_threads),
+          .max_connections = absl::GetFlag(FLAGS_max_connections),
+          .max_requests_per_connection = absl::GetFlag(FLAGS_keep_alive_max_requests),
+          .idle_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_keep_alive_timeout_ms)),
+          .request_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_request_timeout_ms)),
+          .tls_cert_file = absl::GetFlag(FLAGS_tls_cert),
+          .tls_key_file = absl::GetFlag(FLAGS_tls_key)});
+  if (!api.server->status().ok()) Die(std::string(api.server->status().message()));
+  eventstore::MountApi(*api.server, deps, api_options, separate_metrics ? nullptr : handler);
+
+  Listener scrape;
+  if (separate_metrics) {
+    scrape.server =
+        std::make_unique<metrics::exposition::GuardedServer>(metrics::exposition::GuardOptions{
+            .threads = 4,
+            .max_connections = 64,
+            .idle_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_keep_alive_timeout_ms)),
+            .request_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_request_timeout_ms))});
+    eventstore::ApiDeps scrape_deps = deps;
+    scrape_deps.http_metrics = metrics_http.get();
+    eventstore::MountMetricsOnly(*scrape.server, scrape_deps, handler);
   }
-  if (port <= 0) {
-    std::fprintf(stderr, "eventstore-server: cannot listen on %s:%d\n", flags.host.c_str(),
-                 flags.port);
-    return 1;
+
+  // The listeners' own counters, read at scrape time.
+  std::vector<metrics::exposition::GuardedServer*> guarded = {api.server.get()};
+  if (scrape.server) guarded.push_back(scrape.server.get());
+  std::optional<metrics::CounterFamily> rejected, timed_out;
+  if (with_metrics) {
+    auto r = registry.AddCounter({.name = "http_connections_rejected_total",
+                                  .help = "Connections refused with 503 at the connection cap."});
+    auto t = registry.AddCounter(
+        {.name = "http_request_timeouts_total",
+         .help = "Requests cut off by their deadline (slow or stalled clients)."});
+    if (!r.ok() || !t.ok()) Die("cannot register the listener metrics");
+    rejected = *r;
+    timed_out = *t;
   }
-  std::thread server_thread([&] { http.listen_after_bind(); });
-  std::fprintf(stderr, "eventstore-server: listening on http://%s:%d (metrics at /metrics)\n",
-               flags.host.c_str(), port);
-  std::fprintf(stdout, "listening %d\n", port);
+
+  Start(api, listen, "API");
+  if (separate_metrics) Start(scrape, metrics_listen, "metrics");
+  std::fprintf(stderr, "eventstore-server: listening on %s://%s:%d%s\n",
+               absl::GetFlag(FLAGS_tls_cert).empty() ? "http" : "https", listen.host.c_str(),
+               api.port, separate_metrics ? "" : " (metrics at /metrics)");
+  if (separate_metrics) {
+    std::fprintf(stderr, "eventstore-server: metrics on http://%s:%d/metrics\n",
+                 metrics_listen.host.c_str(), scrape.port);
+  }
+  std::fprintf(stdout, "listening %d\n", api.port);
+  if (separate_metrics) std::fprintf(stdout, "metrics %d\n", scrape.port);
   std::fflush(stdout);
 
   std::atomic<bool> stop_demo{false};
   std::thread demo;
-  if (flags.demo_rate > 0) {
-    std::fprintf(stderr, "eventstore-server: demo load at %.0f events/s\n", flags.demo_rate);
-    demo = std::thread([&] { DemoLoad(*s, flags.demo_rate, stop_demo); });
+  const double demo_rate = absl::GetFlag(FLAGS_demo_rate);
+  if (demo_rate > 0) {
+    std::fprintf(stderr, "eventstore-server: demo load at %.0f events/s\n", demo_rate);
+    demo = std::thread([&] { DemoLoad(*store, demo_rate, stop_demo); });
+  }
+
+  // The listeners' counters go to the registry once a second (they are plain atomics of theirs).
+  std::atomic<bool> stop_poll{false};
+  std::thread poll;
+  if (with_metrics) {
+    poll = std::thread([&] {
+      uint64_t last_rejected = 0, last_timed_out = 0;
+      metrics::Counter rc = *rejected->Bind({}), tc = *timed_out->Bind({});
+      while (!stop_poll.load(std::memory_order_relaxed)) {
+        uint64_t r = 0, t = 0;
+        for (auto* g : guarded) {
+          const auto st = g->stats();
+          r += st.rejected;
+          t += st.timed_out;
+        }
+        rc.Inc(r - last_rejected);
+        tc.Inc(t - last_timed_out);
+        last_rejected = r;
+        last_timed_out = t;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
   }
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    for (eventstore::TokenAuth* a : {api_auth.get(), metrics_auth.get()}) {
+      if (a == nullptr) continue;
+      absl::Status s = a->Reload();
+      std::fprintf(stderr, "eventstore-server: SIGHUP: %s %s\n", a->path().c_str(),
+                   s.ok() ? absl::StrCat("reloaded, ", a->size(), " tokens").c_str()
+                          : absl::StrCat("kept the tokens in force: ", s.message()).c_str());
+    }
+  }
   std::fprintf(stderr, "eventstore-server: %s, shutting down\n",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   stop_demo.store(true);
   if (demo.joinable()) demo.join();
-  http.stop();
-  server_thread.join();
+  api.server->stop();
+  if (scrape.server) scrape.server->stop();
+  api.thread.join();
+  if (scrape.thread.joinable()) scrape.thread.join();
+  stop_poll.store(true);
+  if (poll.joinable()) poll.join();
   absl::Status closed = store->Close();  // drains, fsyncs
   if (!closed.ok()) {
     std::fprintf(stderr, "eventstore-server: close: %s\n", std::string(closed.message()).c_str());

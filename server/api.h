@@ -1,0 +1,64 @@
+// The event-store server's HTTP API on a GuardedServer: appends, paged reads of a stream and of
+// the global log, the projections, and (when no separate metrics listener is used) /metrics and
+// /healthz; bearer-token checks before any body is read; every error a JSON {"error": ...}.
+//
+//   POST /streams/{stream}/events[?expected_version=N|any|no_stream]
+//        body: one {"type", "data"} object or a non-empty array of them (server/event_body.h)
+//        201 {"first_position", "last_position", "stream_version"}
+//   GET  /streams/{stream}[?from_version=N&limit=M]   200 {"stream", "version", "from_version",
+//        "events": [...], "next_from_version": N|null}; 404 if the stream does not exist
+//   GET  /all[?from_position=N&limit=M]               200 {"from_position", "last_position",
+//        "events": [...], "next_from_position": N|null}
+//   GET  /projections/teams, /projections/team_status
+//
+// Thread contract: Mount() once before the server listens; handlers then run on the server's
+// worker threads concurrently (the store and the projections are thread-safe).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "exposition/guarded_server.h"
+#include "exposition/http_exporter.h"
+#include "instrument/http_metrics.h"
+#include "instrument/route_table.h"
+#include "server/auth.h"
+#include "server/event_body.h"
+#include "store/event_store.h"
+#include "store/projections.h"
+
+namespace eventstore {
+
+struct ApiOptions {
+  size_t max_body_bytes = 4 << 20;  // after any Content-Encoding is undone
+  BodyLimits body;
+  size_t default_page = 100;        // events per read page
+  size_t max_page = 1000;           // a larger limit is clamped
+  size_t max_page_bytes = 4 << 20;  // a page stops early once its payloads reach this
+};
+
+// The routes of the API listener (and, with mount_metrics, /metrics and /healthz), for the
+// handler label of the request metrics.
+metrics::instrument::RouteTable ApiRoutes(bool with_metrics_routes);
+metrics::instrument::RouteTable MetricsRoutes();
+
+struct ApiDeps {
+  metrics::store::EventStore* store = nullptr;
+  std::shared_ptr<metrics::store::TeamsProjection> teams;
+  std::shared_ptr<metrics::store::TeamStatusProjection> team_status;
+  const TokenAuth* api_auth = nullptr;                       // null: no token needed
+  const TokenAuth* metrics_auth = nullptr;                   // null: /metrics open
+  metrics::instrument::HttpMetrics* http_metrics = nullptr;  // null: not instrumented
+};
+
+// Mounts the API on `server`; with `metrics`, also /metrics and /healthz.
+void MountApi(metrics::exposition::GuardedServer& server, const ApiDeps& deps,
+              const ApiOptions& options,
+              std::shared_ptr<metrics::exposition::MetricsHandler> metrics);
+
+// Mounts only /metrics and /healthz (the --metrics-listen listener).
+void MountMetricsOnly(metrics::exposition::GuardedServer& server, const ApiDeps& deps,
+                      std::shared_ptr<metrics::exposition::MetricsHandler> metrics);
+
+}  // namespace eventstore
