@@ -389,6 +389,9 @@ bool GuardedServer::Connection::Serve() {
                                                    [ssl](httplib::Request& req) { req.ssl = ssl; });
     ++served_;
     if (!Flush()) break;
+    // A request that never reached routing was malformed (request line or headers): what follows
+    // on the connection cannot be trusted to start a request.
+    if (!headers_done) break;
     if (!ok || client_closed || close_after || last || timed_out_) break;
     if (pool_->Waiting()) {
       requeue = true;

@@ -56,6 +56,13 @@ int StatusFor(const absl::Status& s, const EventStore& store) {
   }
 }
 
+// "." and ".." are valid stream ids for the store, but clients normalize them out of URLs.
+bool UsableInUrl(const std::string& stream, Response& res) {
+  if (stream != "." && stream != "..") return true;
+  Error(res, 400, "stream ids \".\" and \"..\" cannot be used in a URL");
+  return false;
+}
+
 bool HasBody(const Request& req) {
   const std::string& length = req.get_header_value("Content-Length");
   return (!length.empty() && length != "0") || req.has_header("Transfer-Encoding");
@@ -141,6 +148,7 @@ void HandleAppend(const ApiDeps& deps, const ApiOptions& o, const Request& req, 
   events.reserve(parsed->size());
   for (ParsedEvent& e : *parsed) events.push_back({std::move(e.type), std::move(e.data)});
   const std::string& stream = req.matches[1];
+  if (!UsableInUrl(stream, res)) return;
   auto r = deps.store->Append(stream, expected, std::move(events));
   if (!r.ok()) return Error(res, StatusFor(r.status(), *deps.store), Message(r.status()));
   res.status = 201;
@@ -175,6 +183,7 @@ std::pair<std::string, uint64_t> Page(const ApiOptions& o, uint64_t from, uint64
 
 void HandleReadStream(const ApiDeps& deps, const ApiOptions& o, const Request& req, Response& res) {
   const std::string& stream = req.matches[1];
+  if (!UsableInUrl(stream, res)) return;
   uint64_t from = 1, limit = 0;
   if (!QueryCount(req, res, "from_version", 1, 1, &from) ||
       !QueryCount(req, res, "limit", o.default_page, 1, &limit)) {
@@ -234,6 +243,13 @@ HandlerResponse Admit(const ApiDeps& deps, size_t max_body_bytes, const Request&
     Error(res, 401,
           req.has_header("Authorization") ? "invalid token"
                                           : "missing Authorization: Bearer <token> header");
+    return HandlerResponse::Handled;
+  }
+  if (const std::string& coding = req.get_header_value("Content-Encoding");
+      !coding.empty() && coding != "gzip" && coding != "deflate" && coding != "br" &&
+      coding != "identity") {
+    if (HasBody(req)) GuardedServer::CloseAfterResponse(res);
+    Error(res, 415, "unsupported Content-Encoding (send gzip, deflate, br or none)");
     return HandlerResponse::Handled;
   }
   if (const std::string& length = req.get_header_value("Content-Length"); !length.empty()) {

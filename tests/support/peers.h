@@ -240,18 +240,26 @@ class Pushgateway : public LoopbackPeer {
   }
 };
 
-// Our eventstore-server binary as a child on a free port (it prints "listening PORT" on stdout,
-// which this reads); stderr is the test's. SIGKILLed on destruction unless stopped.
+// Our eventstore-server binary as a child on a free port (it prints "listening PORT", and with
+// --metrics-listen "metrics PORT", on stdout, which this reads); stderr is the test's. `env` adds
+// variables to the child's environment (e.g. LD_PRELOAD). SIGKILLed on destruction unless stopped.
 class EventStoreServer {
  public:
   EventStoreServer(const std::string& binary, const std::string& data_dir,
-                   std::vector<std::string> extra = {}) {
+                   std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
+    bool metrics_listener = false;
+    for (const auto& a : extra) {
+      if (a.rfind("--metrics-listen", 0) == 0 || a.rfind("--metrics_listen", 0) == 0) {
+        metrics_listener = true;
+      }
+    }
     int out[2];
     if (pipe(out) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
       dup2(out[1], 1);
       close(out[0]);
+      for (auto& e : env) putenv(e.data());
       std::vector<std::string> args = {binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
@@ -263,15 +271,41 @@ class EventStoreServer {
     close(out[1]);
     FILE* f = fdopen(out[0], "r");
     char line[128];
-    if (f != nullptr && std::fgets(line, sizeof(line), f) != nullptr) {
+    for (int lines = metrics_listener ? 2 : 1; f != nullptr && lines > 0; --lines) {
+      if (std::fgets(line, sizeof(line), f) == nullptr) break;
       std::sscanf(line, "listening %d", &port_);
+      std::sscanf(line, "metrics %d", &metrics_port_);
     }
     if (f != nullptr) std::fclose(f);
+    if (metrics_port_ == 0) metrics_port_ = port_;
   }
   EventStoreServer(const EventStoreServer&) = delete;
   EventStoreServer& operator=(const EventStoreServer&) = delete;
   ~EventStoreServer() { KillAndReap(&pid_, SIGKILL); }
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }  // = port() without --metrics-listen
+  pid_t pid() const { return pid_; }
+  // True while the process runs (not exited, not a zombie); does not reap it.
+  bool Alive() const {
+    if (pid_ <= 0 || kill(pid_, 0) != 0) return false;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+    std::string pid, comm, state;
+    in >> pid >> comm >> state;
+    return state != "Z" && state != "X";
+  }
+  // Resident memory in KiB (VmRSS), 0 if unknown.
+  long RssKib() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string key;
+    long kib = 0;
+    while (in >> key) {
+      if (key == "VmRSS:") {
+        in >> kib;
+        return kib;
+      }
+    }
+    return 0;
+  }
   // Sends `sig` and returns the exit status (or -signal).
   int Stop(int sig) { return KillAndReap(&pid_, sig); }
   httplib::Client Client() const {
@@ -283,6 +317,67 @@ class EventStoreServer {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
+};
+
+// A raw TCP connection to 127.0.0.1:port for sending what no HTTP client library would.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    timeval tv{.tv_sec = 15, .tv_usec = 0};
+    if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+  ~RawConnection() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+  // False once the peer has closed or reset the connection.
+  bool Send(const std::string& data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+  // Everything until the peer closes (or the 15 s receive timeout, or `max` bytes).
+  std::string ReadAll(size_t max = 1 << 20) {
+    std::string out;
+    char buf[4096];
+    while (out.size() < max) {
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+  // Reads until `needle` has arrived (or the peer closes / times out).
+  std::string ReadUntil(const std::string& needle) {
+    std::string out;
+    char buf[4096];
+    while (out.find(needle) == std::string::npos) {
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
 };
 
 }  // namespace metrics::test_support
