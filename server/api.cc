@@ -317,11 +317,8 @@ RouteTable MetricsRoutes() {
 
 RouteTable ApiRoutes(bool with_metrics_routes) {
   RouteTable t;
-  for (std::string_view r : {kAppend, kStream, kAll, kTeams, kTeamStatus}) (void)t.Add(r);
-  if (with_metrics_routes) {
-    (void)t.Add(kMetrics);
-    (void)t.Add(kHealth);
-  }
+  for (std::string_view r : {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth}) (void)t.Add(r);
+  if (with_metrics_routes) (void)t.Add(kMetrics);
   return t;
 }
 
@@ -361,7 +358,19 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     }
     res.set_content(list.dump(), "application/json");
   });
-  if (with_metrics) MountHealthAndMetrics(server, deps, std::move(metrics));
+  if (with_metrics) {
+    MountHealthAndMetrics(server, deps, std::move(metrics));
+  } else {
+    // /healthz stays on the API's port too: load balancers check the port they send traffic to.
+    EventStore* store = deps.store;
+    server.Get(std::string(kHealth), [store](const Request&, Response& res) {
+      absl::Status s = store->Health();
+      if (s.ok()) return res.set_content("ok\n", "text/plain; charset=utf-8");
+      res.status = 503;
+      res.set_content(absl::StrCat("unavailable: ", s.message(), "\n"),
+                      "text/plain; charset=utf-8");
+    });
+  }
 }
 
 void MountMetricsOnly(GuardedServer& server, const ApiDeps& deps,

@@ -10,6 +10,7 @@
 //   GET  /all[?from_position=N&limit=M]               200 {"from_position", "last_position",
 //        "events": [...], "next_from_position": N|null}
 //   GET  /projections/teams, /projections/team_status
+//   GET  /healthz (always), /metrics (unless it has a listener of its own)
 //
 // Thread contract: Mount() once before the server listens; handlers then run on the server's
 // worker threads concurrently (the store and the projections are thread-safe).

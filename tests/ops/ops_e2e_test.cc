@@ -4,6 +4,7 @@
 // promtool unit tests in rules/ pin the real durations). Every PromQL expression of every panel
 // of dashboards/event-store.json and every recording rule must return data; the projection-lag
 // alert must fire while the "teams" projection is slowed on purpose and resolve once it catches up.
+#include <atomic>
 #include <chrono>
 #include <regex>
 #include <set>
@@ -143,6 +144,34 @@ TEST(OpsE2ETest, DashboardAndRulesWorkAgainstRealPrometheusAndLagAlertFiresAndRe
       << "target never up; prometheus log:\n"
       << prom.Log();
 
+  // API traffic as clients make it (201, 200, 404, 409), for the API row and the API alerts.
+  std::atomic<bool> stop_traffic{false};
+  std::thread traffic([&] {
+    httplib::Client c = server.Client();
+    c.set_keep_alive(true);
+    for (int i = 0; !stop_traffic.load(); ++i) {
+      c.Post("/streams/ops-" + std::to_string(i % 5) + "/events", R"({"type":"ops.check"})",
+             "application/json");
+      c.Get("/streams/ops-0?limit=10");
+      c.Get("/streams/no-such-stream");
+      c.Post("/streams/ops-0/events?expected_version=no_stream", R"({"type":"ops.check"})",
+             "application/json");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join_traffic{stop_traffic, traffic};
+  EXPECT_FALSE(
+      prom.WaitFor("http_requests_total{handler=\"/streams/{stream}/events\",code=\"409\"}", 30)
+          .is_null())
+      << "the API's request metrics never reached Prometheus";
+
   // The lag alert: pending, then firing, while the projection is slow; nothing else fires.
   json alerts;
   ASSERT_TRUE(
@@ -175,7 +204,7 @@ TEST(OpsE2ETest, DashboardAndRulesWorkAgainstRealPrometheusAndLagAlertFiresAndRe
     }
   }
   EXPECT_GE(recording, 3);
-  EXPECT_GE(alerting, 4);
+  EXPECT_GE(alerting, 7);  // the store's five and the API's two
 
   // Every panel of the dashboard.
   json dashboard = json::parse(ReadFile(kSource + "/dashboards/event-store.json"), nullptr, false);

@@ -321,10 +321,13 @@ TEST(ServerApiTest, DripFeedingClientsCannotSilenceScrapesOrHoldThreadsPastTheDe
   EXPECT_NE(m->body.find("http_request_timeouts_total"), std::string::npos);
   EXPECT_EQ(m->body.find("http_request_timeouts_total 0\n"), std::string::npos)
       << "no request was counted as timed out";
-  // /metrics is not on the API listener when it has its own.
+  // /metrics is not on the API listener when it has its own; /healthz is on both.
   auto none = api.Get("/metrics");
   ASSERT_TRUE(none);
   EXPECT_EQ(none->status, 404);
+  auto health = api.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
 }
 
 TEST(ServerApiTest, ConnectionsOverTheCapGet503) {
