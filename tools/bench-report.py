@@ -4,7 +4,9 @@
 Called by tools/bench-report.sh, which documents the options. Reads Google Benchmark JSON (from
 running the binary, or --from-json FILE), takes the median of the repetitions of each benchmark,
 and writes one comparison table plus memory, store and callgrind sections. Times are CPU time
-per operation (less disturbed than wall time by other tenants of a shared machine)."""
+per operation (less disturbed than wall time by other tenants of a shared machine). An HTTP ingest
+section that tools/ingest-bench.sh --out put in the file (between <!-- ingest:begin --> and
+<!-- ingest:end -->) comes from another run and is kept verbatim at the end."""
 import argparse
 import datetime
 import json
@@ -143,6 +145,27 @@ def git_describe():
         return "unknown"
 
 
+INGEST_BEGIN = "<!-- ingest:begin -->"
+INGEST_END = "<!-- ingest:end -->"
+
+
+def existing_ingest_section(path):
+    """The HTTP ingest section of the file being replaced, markers included, or None.
+
+    tools/ingest-bench.sh --out writes it between the markers; it comes from another run (wrk
+    against the server), which this report does not redo, so it is kept verbatim at the end."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    begin = text.find(INGEST_BEGIN)
+    end = text.find(INGEST_END, begin + 1) if begin != -1 else -1
+    if begin == -1 or end == -1:
+        return None
+    return text[begin:end + len(INGEST_END)] + "\n"
+
+
 def main():
     args = parse_args()
     data = run_benchmarks(args)
@@ -260,9 +283,13 @@ def main():
         w("```")
         w("")
 
+    text = "\n".join(lines) + "\n"
+    ingest = existing_ingest_section(args.out)
+    if ingest:
+        text = text.rstrip("\n") + "\n\n" + ingest
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
     print(f"bench-report: wrote {args.out}", file=sys.stderr)
 
 

@@ -5,10 +5,10 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build g++ pkg-config git ca-certificates curl
-  libabsl-dev libconcurrentqueue-dev libcpp-httplib-dev zlib1g-dev nlohmann-json3-dev
+  libabsl-dev libconcurrentqueue-dev libcpp-httplib-dev zlib1g-dev libssl-dev openssl nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev prometheus prometheus-pushgateway python3 python3-prometheus-client
-  clang-format valgrind
+  clang-format valgrind wrk
 )
 
 missing=()
