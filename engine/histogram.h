@@ -30,12 +30,27 @@ DefaultHistogramLayout();  // for default-constructed handles (they write to the
 // Memory: layout.num_cells() * 8 bytes of address space per series per live thread (about 18 KiB
 // with the defaults), of which only the pages holding the buckets a thread actually hits are
 // committed. Handles keep their series alive and never write into another series after removal, as
-// Counter.
+// Counter. A moved-from handle writes to the sink with the default layout: the layout belongs to
+// the series that went with the move, and may be freed with it.
 class Histogram {
  public:
   Histogram() : layout_(&internal::DefaultHistogramLayout()) {}
   explicit Histogram(internal::SeriesPtr s)
       : series_(std::move(s)), layout_(series_->layout.get()), base_(series_->first_cell) {}
+  Histogram(const Histogram&) = default;
+  Histogram& operator=(const Histogram&) = default;
+  Histogram(Histogram&& o) noexcept
+      : series_(std::move(o.series_)),
+        layout_(std::exchange(o.layout_, &internal::DefaultHistogramLayout())),
+        base_(std::exchange(o.base_, 0)) {}
+  Histogram& operator=(Histogram&& o) noexcept {
+    if (this != &o) {
+      series_ = std::move(o.series_);
+      layout_ = std::exchange(o.layout_, &internal::DefaultHistogramLayout());
+      base_ = std::exchange(o.base_, 0);
+    }
+    return *this;
+  }
 
   void Observe(double v) {
     // The rare cases (first write of a thread, values the table does not resolve) leave through

@@ -30,11 +30,22 @@ struct HandleAccess;
 // A handle keeps its series alive: after the series (or its family) is removed, the handle still
 // works but its counts go to the detached series, which no scrape reports; its cells are recycled
 // only after the last handle is gone, so an old handle can never write into another series. A
-// default-constructed handle writes to a sink. Copying a handle is an atomic reference-count
-// update: copy handles at set-up, not per event.
+// default-constructed handle writes to a sink, and so does a moved-from one (its series went with
+// the move; writing on through the old cell index would reach whatever series recycles it).
+// Copying a handle is an atomic reference-count update: copy handles at set-up, not per event.
 class Counter {
  public:
   Counter() = default;
+  Counter(const Counter&) = default;
+  Counter& operator=(const Counter&) = default;
+  Counter(Counter&& o) noexcept : series_(std::move(o.series_)), cell_(std::exchange(o.cell_, 0)) {}
+  Counter& operator=(Counter&& o) noexcept {
+    if (this != &o) {
+      series_ = std::move(o.series_);
+      cell_ = std::exchange(o.cell_, 0);
+    }
+    return *this;
+  }
 
   // Adds 1.
   // Always inlined: a call would cost more than the increment itself (GCC outlines it otherwise
@@ -79,6 +90,8 @@ class Counter {
 // ns, cache line bouncing) when several threads update the same gauge at a high rate. Keep
 // per-event code on counters and histograms; use gauges for values that are set (sizes, lags,
 // timestamps) or changed at a low rate.
+//
+// A moved-from gauge writes to a sink, as a default-constructed one does.
 class Gauge {
  public:
   Gauge() = default;

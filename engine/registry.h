@@ -53,8 +53,9 @@ class Family {
   // The lookup path. Returns this thread's cached handle for the label values, creating the series
   // on first use. Never fails: a wrong number of values, a value that is not valid UTF-8, or a full
   // family diverts the write to the overflow series (counted; a debug build asserts on the first
-  // two). The reference stays valid until this thread's next WithLabelValues call on any family;
-  // copy it into a Handle to keep it longer.
+  // two). The reference stays valid, across any number of further lookups, until its series or
+  // family is removed (after which this thread's next lookup lets go of it) or the thread exits;
+  // use it on this thread only. Copy it into a Handle to keep it beyond that.
   template <typename... V>
   Handle& WithLabelValues(const V&... values) {
     const std::string_view array[] = {std::string_view(values)..., std::string_view()};

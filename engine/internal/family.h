@@ -26,6 +26,7 @@
 #include "absl/base/optimization.h"
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -180,7 +181,6 @@ class FamilyCache final : public FamilyCacheBase {
       diverted_ = Handle(std::move(s));
       return diverted_;
     }
-    last_ = nullptr;  // the insert may rehash
     auto [it, inserted] =
         entries_.try_emplace(std::vector<std::string>(values.begin(), values.end()), std::move(s));
     return it->second;
@@ -199,9 +199,12 @@ class FamilyCache final : public FamilyCacheBase {
 
  private:
   std::shared_ptr<FamilyImpl> family_;
-  absl::flat_hash_map<std::vector<std::string>, Handle, LabelsHash, LabelsEq> entries_;
+  // Node-based: a handle's address survives rehashing, so the reference WithLabelValues returns
+  // stays valid until its series (or family) is removed and this thread next looks up, or the
+  // thread exits.
+  absl::node_hash_map<std::vector<std::string>, Handle, LabelsHash, LabelsEq> entries_;
   const std::vector<std::string>* last_key_ = nullptr;
-  Handle* last_ = nullptr;  // entry of the last hit; reset whenever entries_ changes
+  Handle* last_ = nullptr;  // entry of the last hit; reset whenever entries are erased
   Handle diverted_;
 };
 
