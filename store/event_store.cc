@@ -135,8 +135,8 @@ absl::Status ValidateOptions(const StoreOptions& o) {
   }
   if (o.segment_bytes == 0) return absl::InvalidArgumentError("segment_bytes must be > 0");
   if (o.max_event_types == 0) return absl::InvalidArgumentError("max_event_types must be > 0");
-  if (o.max_stream_bytes == 0 || o.max_stream_bytes > 65535) {
-    return absl::InvalidArgumentError("max_stream_bytes must be in [1, 65535]");
+  if (o.max_stream_bytes == 0 || o.max_stream_bytes > internal::kMaxStreamBytes) {
+    return absl::InvalidArgumentError("max_stream_bytes must be in [1, 16383]");
   }
   if (o.max_type_bytes == 0 || o.max_type_bytes > 65535) {
     return absl::InvalidArgumentError("max_type_bytes must be in [1, 65535]");
@@ -215,7 +215,7 @@ class EventStore::Impl {
   std::atomic<bool> writer_idle_{false};
   std::atomic<bool> closing_{false};
   std::atomic<int64_t> active_appenders_{0};  // between the closing check and the enqueue
-  std::atomic<bool> writer_syncing_{false};    // the writer is in an fsync now
+  std::atomic<bool> writer_syncing_{false};   // the writer is in an fsync now
 
   std::thread writer_;
 
@@ -580,13 +580,15 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
       pos += r->events->size();
       version += r->events->size();
     } else {
+      const NewEvent* const last = &r->events->back();
       for (const NewEvent& ev : *r->events) {
         internal::AppendRecord(&buf_, {.position = pos++,
                                        .timestamp_ns = r->timestamp_ns,
                                        .stream_version = ++version,
                                        .stream = r->stream,
                                        .type = ev.type,
-                                       .payload = ev.payload});
+                                       .payload = ev.payload,
+                                       .ends_request = &ev == last});
       }
     }
     r->result.last_position = pos - 1;

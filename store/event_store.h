@@ -75,7 +75,7 @@ struct StoreOptions {
   size_t max_event_types = 1000;
 
   // Limits, checked by Append() (InvalidArgument naming the problem).
-  size_t max_stream_bytes = 256;  // stream ids: 1..max bytes of [A-Za-z0-9._:-]
+  size_t max_stream_bytes = 256;  // stream ids: 1..max bytes of [A-Za-z0-9._:-]; max <= 16383
   size_t max_type_bytes = 128;    // event types: 1..max bytes of valid UTF-8, no control characters
   size_t max_payload_bytes = size_t{1} << 20;  // up to 64 MiB
 

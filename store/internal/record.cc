@@ -7,6 +7,10 @@
 namespace metrics::store::internal {
 namespace {
 
+constexpr uint16_t kFramedBit = 1u << 15;
+constexpr uint16_t kEndsRequestBit = 1u << 14;
+constexpr uint16_t kStreamLengthMask = kEndsRequestBit - 1;
+
 template <typename T>
 char* Put(char* p, T v) {
   using U = std::make_unsigned_t<T>;
@@ -40,7 +44,8 @@ void AppendRecord(std::string* out, const RecordView& r) {
   p = Put<uint64_t>(p, r.position);
   p = Put<int64_t>(p, r.timestamp_ns);
   p = Put<uint64_t>(p, r.stream_version);
-  p = Put<uint16_t>(p, static_cast<uint16_t>(r.stream.size()));
+  p = Put<uint16_t>(p, static_cast<uint16_t>(r.stream.size() | kFramedBit |
+                                             (r.ends_request ? kEndsRequestBit : 0)));
   p = PutBytes(p, r.stream);
   p = Put<uint16_t>(p, static_cast<uint16_t>(r.type.size()));
   p = PutBytes(p, r.type);
@@ -80,7 +85,9 @@ ParseStatus ParseRecord(const char* data, size_t n, RecordView* out, size_t* fra
   r.timestamp_ns = Get<int64_t>(b + 8);
   r.stream_version = Get<uint64_t>(b + 16);
   const char* p = b + 24;
-  const size_t stream_len = Get<uint16_t>(p);
+  const uint16_t stream_field = Get<uint16_t>(p);
+  const size_t stream_len = stream_field & kStreamLengthMask;
+  r.ends_request = (stream_field & kFramedBit) == 0 || (stream_field & kEndsRequestBit) != 0;
   p += 2;
   if (stream_len == 0 || static_cast<size_t>(end - p) < stream_len + 2)
     return ParseStatus::kBadBody;

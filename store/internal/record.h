@@ -1,11 +1,19 @@
 // The on-disk record: how one event is framed in a segment file. All integers little-endian.
 //
+// clang-format off
 //   frame  : u32 body_length | u32 crc32c(body) | body
 //   body   : u64 position | i64 timestamp_ns | u64 stream_version
-//            | u16 stream_length | stream | u16 type_length | type | u32 payload_length | payload
+//            | u16 stream_field | stream | u16 type_length | type | u32 payload_length | payload
+//   stream_field: bit 15  framed: the record carries a request boundary (set by every writer
+//                         since request framing; records without it each stand alone)
+//                 bit 14  ends_request: the last record of its Append() request
+//                 bits 0-13 stream length (1 .. kMaxStreamBytes)
+// clang-format on
 //
 // A body is at least kMinBodyBytes (non-empty stream and type) and its three lengths must add up to
-// body_length exactly, so a zero-filled or random tail is never mistaken for a record.
+// body_length exactly, so a zero-filled or random tail is never mistaken for a record. A request's
+// records are consecutive and written with one pwrite; recovery keeps a request only when its
+// ending record made it to disk (store/internal/segment_log.h), so an Append is all or nothing.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +29,9 @@ inline constexpr size_t kMinBodyBytes = kFixedBodyBytes + 2;  // one-byte stream
 inline constexpr size_t kMinFrameBytes = kFrameHeaderBytes + kMinBodyBytes;
 // Format limit, independent of StoreOptions (so a log written with larger limits still reads).
 inline constexpr size_t kMaxPayloadBytes = size_t{64} << 20;
-inline constexpr size_t kMaxBodyBytes = kFixedBodyBytes + 2 * 65535 + kMaxPayloadBytes;
+inline constexpr size_t kMaxStreamBytes = 16383;  // 14 bits; the top two are the request flags
+inline constexpr size_t kMaxBodyBytes =
+    kFixedBodyBytes + kMaxStreamBytes + 65535 + kMaxPayloadBytes;
 
 inline constexpr size_t FramedSize(size_t stream, size_t type, size_t payload) {
   return kFrameHeaderBytes + kFixedBodyBytes + stream + type + payload;
@@ -35,6 +45,9 @@ struct RecordView {
   std::string_view stream;
   std::string_view type;
   std::string_view payload;
+  // False for every record of a multi-event request but its last. Parsed records written before
+  // request framing read as true: each was its own request.
+  bool ends_request = true;
 };
 
 // Appends one framed record to *out. Lengths must be within the format limits (the store checks).

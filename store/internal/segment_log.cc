@@ -162,7 +162,34 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
           expected, i == 0 ? " (segments are missing at the start)" : " (a segment is missing)"));
     }
     if (auto s = ReadWholeFile(path, &data); !s.ok()) return s;
+    // A request's records reach on_record only once its ending record has been read: a request
+    // cut short by a crash is dropped whole, never in part.
+    std::vector<RecordView> request;
+    size_t request_offset = 0;  // where the pending request's first record starts
+    uint64_t request_first = expected;
     size_t offset = 0;
+    // Cuts the segment back to `at` (a torn tail, or a request whose end never reached the disk).
+    auto truncate = [&](size_t at, const char* why) -> absl::Status {
+      const uint64_t dropped = data.size() - at;
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return Errno(errno, "open", path);
+      if (::ftruncate(fd, static_cast<off_t>(at)) != 0 || ::fdatasync(fd) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return Errno(err, "truncate torn tail of", path);
+      }
+      ::close(fd);
+      std::fprintf(stderr,
+                   "event store: recovery truncated a torn tail of %s: %llu bytes at offset %zu "
+                   "(%s; last good position %llu)\n",
+                   path.c_str(), static_cast<unsigned long long>(dropped), at, why,
+                   static_cast<unsigned long long>(request_first - 1));
+      result->truncated_bytes = dropped;
+      result->truncated_file = path;
+      result->truncated_offset = at;
+      data.resize(at);
+      return absl::OkStatus();
+    };
     while (offset < data.size()) {
       RecordView r;
       size_t frame = 0;
@@ -173,13 +200,25 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
                                                   " has position ", r.position, ", expected ",
                                                   expected));
         }
-        if (absl::Status s = on_record(r); !s.ok()) {
-          return absl::DataLossError(
-              absl::StrCat("segment ", path, ": record at offset ", offset, ": ", s.message()));
+        if (request.empty()) {
+          request_offset = offset;
+          request_first = expected;
         }
+        request.push_back(r);
         ++expected;
-        ++result->records;
         offset += frame;
+        if (!r.ends_request) continue;
+        size_t at = request_offset;
+        for (const RecordView& q : request) {
+          if (absl::Status s = on_record(q); !s.ok()) {
+            return absl::DataLossError(
+                absl::StrCat("segment ", path, ": record at offset ", at, ": ", s.message()));
+          }
+          at += FramedSize(q.stream.size(), q.type.size(), q.payload.size());
+          ++result->records;
+        }
+        request.clear();
+        request_first = expected;
         continue;
       }
       // A bad record. Only the end of the last segment may be torn.
@@ -194,27 +233,25 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
                                                 " at offset ", offset, " (position ", expected,
                                                 ") followed by a valid record at offset ", next));
       }
-      // Torn tail: cut it off.
-      const uint64_t dropped = data.size() - offset;
-      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) return Errno(errno, "open", path);
-      if (::ftruncate(fd, static_cast<off_t>(offset)) != 0 || ::fdatasync(fd) != 0) {
-        const int err = errno;
-        ::close(fd);
-        return Errno(err, "truncate torn tail of", path);
+      // Torn tail: cut it off, with the whole records of its request before it.
+      if (auto s = truncate(request.empty() ? offset : request_offset, ParseStatusName(ps));
+          !s.ok()) {
+        return s;
       }
-      ::close(fd);
-      std::fprintf(stderr,
-                   "event store: recovery truncated a torn tail of %s: %llu bytes at offset %zu "
-                   "(%s; last good position %llu)\n",
-                   path.c_str(), static_cast<unsigned long long>(dropped), offset,
-                   ParseStatusName(ps), static_cast<unsigned long long>(expected - 1));
-      result->truncated_bytes = dropped;
-      result->truncated_file = path;
-      result->truncated_offset = offset;
-      data.resize(offset);
+      request.clear();
       break;
     }
+    if (!request.empty()) {
+      // The segment ends inside a request (its end was never written): in the last segment that
+      // is a torn write; before it, a request never spans segments, so it is corruption.
+      if (!last) {
+        return absl::DataLossError(
+            absl::StrCat("segment ", path, " ends inside a request (at position ", expected - 1,
+                         "), in a segment that is not the last"));
+      }
+      if (auto s = truncate(request_offset, "request without its last record"); !s.ok()) return s;
+    }
+    expected = request_first;
     if (last) {
       log->current_path_ = path;
       log->current_size_ = data.size();

@@ -7,10 +7,14 @@
 //   to)
 //
 // Recovery (Open) reads every segment in order and checks every record: frame length, CRC32C,
-// field lengths, and that positions are dense from 1 across segment names and records. A bad
-// record at the end of the last segment with nothing valid after it is a torn tail: it is cut off
-// (ftruncate + fdatasync) and reported. Any other bad record (in a segment that is not the last, or
-// followed by a valid one) fails Open with DataLoss naming the file and offset.
+// field lengths, and that positions are dense from 1 across segment names and records. Records
+// reach the caller a request at a time (record.h: the last record of each Append() carries an
+// end mark), so a request whose end never reached the disk is dropped whole. A bad record at the
+// end of the last segment with nothing valid after it is a torn tail: it is cut off (ftruncate +
+// fdatasync) together with the complete records of its unfinished request, and reported. Any
+// other bad record (in a segment that is not the last, or followed by a valid one), and a request
+// left open at the end of a segment that is not the last, fails Open with DataLoss naming the file
+// and offset.
 //
 // Not thread-safe: the store's writer thread is its only user after Open.
 #pragma once

@@ -296,3 +296,108 @@ TEST(StoreRecoveryTest, OtherFilesAreIgnored) {
 
 }  // namespace
 }  // namespace metrics::store
+
+// ---- Atomic requests across a crash -----------------------------------------------------------
+
+namespace metrics::store {
+namespace {
+
+std::vector<NewEvent> Transfer() {
+  std::vector<NewEvent> v;
+  for (const char* t : {"account.debited", "account.credited", "transfer.done"}) {
+    v.push_back({t, absl::StrCat("{\"step\":\"", t, "\"}")});
+  }
+  return v;
+}
+
+// A 3-event request torn at every byte: each reopen shows all three events or none, and a torn
+// request's whole records are cut off with its torn one.
+TEST(StoreAtomicRequestTest, ATornMultiEventRequestIsAllOrNothingAtEveryByte) {
+  ScratchDir dir;
+  {
+    auto store = EventStore::Open({.data_dir = dir.path()});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(
+        (*store)->Append("acct", ExpectedVersion::kNoStream, One("account.opened", "{}")).ok());
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  const std::string segment = dir.Segments()[0];
+  const size_t before = ReadBytes(segment).size();
+  {
+    auto store = EventStore::Open({.data_dir = dir.path()});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Append("acct", ExpectedVersion::Exact(1), Transfer()).ok());
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  const std::string full = ReadBytes(segment);
+  ASSERT_GT(full.size(), before);
+  for (size_t cut = before; cut <= full.size(); ++cut) {
+    SCOPED_TRACE(testing::Message() << "log cut at byte " << cut << " of " << full.size());
+    WriteBytes(segment, std::string_view(full).substr(0, cut));
+    ::testing::internal::CaptureStderr();
+    auto store = EventStore::Open({.data_dir = dir.path()});
+    ::testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto events = (*store)->ReadStream("acct");
+    ASSERT_TRUE(events.ok());
+    if (cut == full.size()) {
+      ASSERT_THAT(*events, SizeIs(4));
+      EXPECT_EQ((*events)[3].type, "transfer.done");
+      EXPECT_EQ((*store)->recovery().truncated_bytes, 0u);
+    } else {
+      ASSERT_THAT(*events, SizeIs(1)) << "a torn request left part of itself behind";
+      EXPECT_EQ((*store)->recovery().truncated_bytes, cut - before);
+      EXPECT_EQ(ReadBytes(segment).size(), before);  // cut on disk to the last whole request
+      // The stream continues at version 2, where the torn request would have gone.
+      auto r = (*store)->Append("acct", ExpectedVersion::Exact(1), One("retry", "{}"));
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->first_position, 2u);
+    }
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+}
+
+// Records written before request framing (no boundary bits) each stand alone.
+TEST(StoreAtomicRequestTest, RecordsWithoutRequestFramingStandAlone) {
+  ScratchDir dir;
+  std::string bytes;
+  for (uint64_t p = 1; p <= 3; ++p) {
+    std::string rec;
+    internal::AppendRecord(&rec, {.position = p,
+                                  .stream_version = p,
+                                  .stream = "s",
+                                  .type = "t",
+                                  .payload = "x",
+                                  .ends_request = false});
+    // Clear the framing bits (bytes 8 + 24 .. 25 hold the stream field) and reseal the CRC, as
+    // an older writer would have written it.
+    rec[8 + 25] = static_cast<char>(static_cast<unsigned char>(rec[8 + 25]) & 0x3F);
+    const uint32_t crc = internal::Crc32c(rec.data() + 8, rec.size() - 8);
+    for (int i = 0; i < 4; ++i) rec[4 + i] = static_cast<char>(crc >> (8 * i));
+    bytes += rec;
+  }
+  WriteBytes(dir.path() + "/segment-00000000000000000001.log", bytes);
+  auto store = EventStore::Open({.data_dir = dir.path()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->LastPosition(), 3u);
+  EXPECT_EQ((*store)->recovery().truncated_bytes, 0u);
+}
+
+// A request left open at the end of a segment that is not the last cannot be a torn write.
+TEST(StoreAtomicRequestTest, RequestOpenAtTheEndOfAnEarlierSegmentIsDataLoss) {
+  ScratchDir dir;
+  std::string first, second;
+  internal::AppendRecord(
+      &first,
+      {.position = 1, .stream_version = 1, .stream = "s", .type = "t", .ends_request = false});
+  internal::AppendRecord(&second, {.position = 2, .stream_version = 2, .stream = "s", .type = "t"});
+  WriteBytes(dir.path() + "/segment-00000000000000000001.log", first);
+  WriteBytes(dir.path() + "/segment-00000000000000000002.log", second);
+  auto store = EventStore::Open({.data_dir = dir.path()});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("ends inside a request"));
+}
+
+}  // namespace
+}  // namespace metrics::store
