@@ -51,8 +51,10 @@ int StatusFor(const absl::Status& s, const EventStore& store) {
     case absl::StatusCode::kFailedPrecondition:
       // A version conflict, unless the store is closing (also FailedPrecondition).
       return store.Health().ok() ? 409 : 503;
+    case absl::StatusCode::kUnknown:
+      return 500;  // a write failed and could not be undone: the outcome is unknown
     default:
-      return 503;  // the store cannot take writes (an I/O error): /healthz says why
+      return 503;  // not written (a failed write, undone), or the store cannot take writes
   }
 }
 

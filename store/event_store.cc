@@ -223,7 +223,9 @@ class EventStore::Impl {
   uint64_t next_position_ = 1;
   int64_t last_timestamp_ = 0;
   absl::Status failed_;  // the I/O error after which no append is accepted
-  void SetFailed(absl::Status s) {
+  // The store turns read-only: every later append fails with Unavailable and this message.
+  void SetFailed(const absl::Status& cause) {
+    absl::Status s = absl::UnavailableError(cause.message());
     failed_ = s;
     std::lock_guard<std::mutex> lk(health_mu_);
     health_ = std::move(s);
@@ -619,12 +621,26 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
             std::chrono::nanoseconds(std::clamp<int64_t>((durable_ns - start) / 4, 0, 1'000'000));
       }
       if (!s.ok()) {
-        SetFailed(absl::Status(
-            s.code(), absl::StrCat("event store stopped accepting appends: ", s.message())));
+        // The batch's callers have not been acknowledged: cut its bytes off and sync, so that
+        // "not written" stays true after a crash too. Under interval/never an fsync covers batches
+        // already acknowledged, and is not undone (SyncNow).
+        absl::Status outcome;
+        if (absl::Status undo = log_->UndoLastAppend(); undo.ok()) {
+          outcome = absl::UnavailableError(
+              absl::StrCat("not written (", s.message(),
+                           "): nothing of this request is stored; retrying is safe"));
+        } else {
+          SetFailed(absl::Status(
+              undo.code(), absl::StrCat("event store stopped accepting appends: ", s.message(),
+                                        ", then ", undo.message())));
+          outcome = absl::UnknownError(absl::StrCat(
+              "outcome unknown (", s.message(), ", then ", undo.message(),
+              "): the request may or may not be stored; the store accepts no more appends"));
+        }
         // Undo the versions, latest first (a stream may appear twice in the batch).
         for (auto it = accepted_.rbegin(); it != accepted_.rend(); ++it) {
           (*it)->entry->writer_version = (*it)->prev_version;
-          (*it)->status = failed_;
+          (*it)->status = outcome;
         }
         for (size_t i = 0; i < n; ++i) Complete(reqs[i]);
         return;

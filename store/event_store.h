@@ -180,7 +180,11 @@ class EventStore {
   // the stream is at `expected`; returns once the batch is durable per the fsync policy.
   // Errors: InvalidArgument (stream id, empty list, empty/too long/invalid type, payload too
   // large), FailedPrecondition (wrong expected version, naming stream, expected and actual; nothing
-  // written) or (store closed), or the I/O error that made the store stop accepting appends.
+  // written) or (store closed); Unavailable when a write or (under kEveryBatch) an fsync of the
+  // batch failed and its bytes were cut off and synced again: nothing was stored, a retry is safe,
+  // and the store goes on; Unknown when even that failed: the request may or may not survive a
+  // restart, and the store accepts no more appends (Health() says why); afterwards every append
+  // fails with that error.
   absl::StatusOr<AppendResult> Append(std::string_view stream, ExpectedVersion expected,
                                       std::vector<NewEvent> events);
 

@@ -301,20 +301,27 @@ absl::Status SegmentLog::Append(std::string_view bytes, uint64_t first_position)
   if (current_size_ > 0 && current_size_ + bytes.size() > options_.segment_bytes) {
     if (auto s = Roll(first_position); !s.ok()) return s;
   }
+  append_start_ = current_size_;
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
                                static_cast<off_t>(current_size_ + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : EIO;
-      // Best effort: leave no partial batch behind (recovery would cut it off anyway).
-      (void)!::ftruncate(fd_, static_cast<off_t>(current_size_));
-      return Errno(err, "write", current_path_);
-    }
+    if (n <= 0) return Errno(n < 0 ? errno : EIO, "write", current_path_);
     done += static_cast<size_t>(n);
   }
   current_size_ += bytes.size();
+  return absl::OkStatus();
+}
+
+absl::Status SegmentLog::UndoLastAppend() {
+  if (fd_ < 0) return absl::FailedPreconditionError("segment log is closed");
+  if (::ftruncate(fd_, static_cast<off_t>(append_start_)) != 0) {
+    return Errno(errno, "truncate (undoing a failed append)", current_path_);
+  }
+  if (::fdatasync(fd_) != 0)
+    return Errno(errno, "fdatasync (undoing a failed append)", current_path_);
+  current_size_ = append_start_;
   return absl::OkStatus();
 }
 

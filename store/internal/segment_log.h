@@ -63,9 +63,13 @@ class SegmentLog {
 
   // Appends framed records whose first position is `first_position` with one pwrite (retried on
   // short writes). Starts a new segment first when the current one is non-empty and would grow
-  // past segment_bytes; a batch is never split across segments. On error the segment is cut back
-  // to its previous size (best effort) and the log should not be used for writing again.
+  // past segment_bytes; a batch is never split across segments. On error nothing is undone:
+  // the caller decides (UndoLastAppend).
   absl::Status Append(std::string_view bytes, uint64_t first_position);
+  // Cuts the current segment back to where the last Append started writing and fdatasyncs it, so
+  // that none of that append's bytes can surface after a crash. OK: the segment is as before the
+  // append, and appending may go on. An error: what is on disk is unknown.
+  absl::Status UndoLastAppend();
   // fdatasync of the current segment.
   absl::Status Sync();
   // Sync and close the files, release the directory lock. Idempotent.
@@ -87,6 +91,7 @@ class SegmentLog {
   int fd_ = -1;
   std::string current_path_;
   uint64_t current_size_ = 0;
+  uint64_t append_start_ = 0;  // current_size_ when the last Append began writing
   uint64_t closed_bytes_ = 0;
 };
 

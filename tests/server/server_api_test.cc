@@ -410,9 +410,11 @@ TEST(ServerApiTest, HealthzSays503WithTheReasonOnceAnFsyncHasFailed) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
   EXPECT_EQ(Post(c, "/streams/a/events", R"({"type":"one"})"), 201);
+  // The undo's own fdatasync fails too: the outcome is unknown, and the store turns read-only.
   auto failed = c.Post("/streams/a/events", R"({"type":"two"})", "application/json");
   ASSERT_TRUE(failed);
-  EXPECT_EQ(failed->status, 503) << failed->body;
+  EXPECT_EQ(failed->status, 500) << failed->body;
+  EXPECT_NE(failed->body.find("outcome unknown"), std::string::npos) << failed->body;
   auto health = c.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 503);
@@ -422,6 +424,55 @@ TEST(ServerApiTest, HealthzSays503WithTheReasonOnceAnFsyncHasFailed) {
   auto r = c.Get("/streams/a");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+}
+
+// Fault -> what the caller is told -> what a restart shows.
+struct FaultCase {
+  const char* name;
+  std::vector<std::string> env;
+};
+
+TEST(ServerApiTest, AFailedWriteOrFsyncThatIsUndoneIsNotWrittenAndTheStoreGoesOn) {
+  const std::vector<FaultCase> cases = {
+      {"fdatasync EIO once", {"FAULT_CALLS=fdatasync", "FAULT_AFTER=1", "FAULT_COUNT=1"}},
+      {"pwrite ENOSPC once",
+       {"FAULT_CALLS=pwrite", "FAULT_AFTER=1", "FAULT_COUNT=1", "FAULT_ERRNO=ENOSPC"}},
+      {"short pwrite, then EIO",
+       {"FAULT_CALLS=pwrite", "FAULT_AFTER=1", "FAULT_COUNT=2", "FAULT_SHORT=1"}},
+  };
+  for (const FaultCase& fc : cases) {
+    SCOPED_TRACE(fc.name);
+    const std::string dir = TempDir("api-undo");
+    std::vector<std::string> env = {std::string("LD_PRELOAD=") + FAULT_INJECT_LIB,
+                                    "FAULT_PATH=segment-"};
+    env.insert(env.end(), fc.env.begin(), fc.env.end());
+    {
+      EventStoreServer s(kServer, dir, {}, env);
+      ASSERT_GT(s.port(), 0);
+      httplib::Client c = s.Client();
+      EXPECT_EQ(Post(c, "/streams/a/events", R"({"type":"one"})"), 201);
+      auto failed =
+          c.Post("/streams/a/events", R"([{"type":"two"},{"type":"three"}])", "application/json");
+      ASSERT_TRUE(failed);
+      EXPECT_EQ(failed->status, 503) << failed->body;
+      EXPECT_NE(failed->body.find("not written"), std::string::npos) << failed->body;
+      auto health = c.Get("/healthz");
+      ASSERT_TRUE(health);
+      EXPECT_EQ(health->status, 200) << health->body;
+      EXPECT_EQ(Post(c, "/streams/a/events?expected_version=1", R"({"type":"four"})"), 201);
+      EXPECT_EQ(s.Stop(SIGKILL), -SIGKILL);
+    }
+    // After a crash, exactly what was acknowledged.
+    EventStoreServer again(kServer, dir);
+    httplib::Client c = again.Client();
+    auto r = c.Get("/streams/a");
+    ASSERT_TRUE(r);
+    json page = json::parse(r->body);
+    ASSERT_EQ(page["events"].size(), 2u) << r->body;
+    EXPECT_EQ(page["events"][0]["type"], "one");
+    EXPECT_EQ(page["events"][1]["type"], "four");
+    EXPECT_EQ(page["events"][1]["version"], 2);
+  }
 }
 
 TEST(ServerApiTest, ServesTheApiOverTls) {

@@ -3,6 +3,7 @@
  *
  *   FAULT_CALLS   comma-separated calls to fail: write, pwrite, fsync, fdatasync (default none)
  *   FAULT_AFTER   this many matching calls succeed first (default 0)
+ *   FAULT_COUNT   then this many fail, and later ones succeed again (default: all later ones fail)
  *   FAULT_ERRNO   EIO (default) or ENOSPC
  *   FAULT_SHORT   1: a failing write/pwrite writes half of its bytes and returns that count
  *                 instead of failing (a short write), once; later ones fail with FAULT_ERRNO
@@ -52,7 +53,10 @@ static int ShouldFail(const char* call, int fd, int* err) {
   if (!Configured(call) || !Eligible(fd)) return 0;
   const char* after = getenv("FAULT_AFTER");
   long n = atomic_fetch_add(&calls_seen, 1);
-  if (n < (after != NULL ? atol(after) : 0)) return 0;
+  const long first = after != NULL ? atol(after) : 0;
+  if (n < first) return 0;
+  const char* count = getenv("FAULT_COUNT");
+  if (count != NULL && n >= first + atol(count)) return 0;
   const char* e = getenv("FAULT_ERRNO");
   *err = (e != NULL && strcmp(e, "ENOSPC") == 0) ? ENOSPC : EIO;
   return 1;
