@@ -122,7 +122,29 @@ struct ProjectionState {
   std::atomic<uint64_t> retries{0};
   // Bound once; default handles (no registry) are never touched.
   internal::StoreMetrics::ProjectionHandles m;
+  // Skip log, projector thread only: the first kLoggedSkips skips a line each, then one summary
+  // line per kSkipLogInterval with the count since the last line.
+  uint64_t skips_logged = 0;
+  uint64_t skips_unlogged = 0;
+  SteadyClock::time_point last_skip_log{};
 };
+
+constexpr uint64_t kLoggedSkips = 10;
+constexpr auto kSkipLogInterval = std::chrono::seconds(10);
+
+// A failure worth retrying: the projection says so with one of these codes. Anything else (a bad
+// payload, a missing field, an exception) would fail again the same way: skipped at once.
+bool Transient(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
 
 template <typename T>
 void Bump(std::atomic<T>& a, T n) {  // single writer: no read-modify-write needed
@@ -199,7 +221,10 @@ class EventStore::Impl {
   void ProjectorLoop();
   bool Behind(uint64_t* committed) const;  // requires proj_mu_
   void RunChunk(ProjectionState& p, uint64_t committed, std::vector<const Event*>& chunk);
-  bool ApplyWithRetries(ProjectionState& p, const Event& e);
+  enum class Applied { kOk, kSkipped, kStopped };
+  // Applies e, retrying transient failures with backoff; kStopped when Close() interrupted it.
+  Applied ApplyWithRetries(ProjectionState& p, const Event& e);
+  void LogSkip(ProjectionState& p, const Event& e, const absl::Status& s, int attempts);
   void WakeProjector();
 
   const StoreOptions options_;
@@ -266,7 +291,9 @@ class EventStore::Impl {
   std::vector<std::shared_ptr<ProjectionState>> projections_;
   std::atomic<bool> have_projections_{false};
   std::atomic<bool> projector_waiting_{false};
-  bool stop_projector_ = false;  // under proj_mu_
+  bool stop_projector_ = false;         // under proj_mu_
+  bool stop_now_ = false;               // under proj_mu_: Close() began; stop at an event boundary
+  std::atomic<bool> stop_hint_{false};  // stop_now_, for the projector's per-event check
   std::thread projector_;
 
   std::mutex close_mu_;
@@ -343,13 +370,17 @@ absl::Status EventStore::Impl::Close() {
     std::lock_guard<std::mutex> lk(wake_mu_);
     wake_cv_.notify_one();
   }
-  writer_.join();  // drains the queue, syncs and closes the log
   {
+    // The projector stops at its next event boundary (and out of any retry backoff): in-memory
+    // projections are rebuilt by replay, so a backlog is no reason to wait.
     std::lock_guard<std::mutex> lk(proj_mu_);
+    stop_now_ = true;
     stop_projector_ = true;
-    proj_cv_.notify_one();
+    stop_hint_.store(true, std::memory_order_relaxed);
+    proj_cv_.notify_all();
   }
-  projector_.join();  // catches up with every committed event first
+  projector_.join();
+  writer_.join();  // drains the queue, syncs and closes the log
   return close_status_;
 }
 
@@ -833,6 +864,7 @@ void EventStore::Impl::ProjectorLoop() {
     uint64_t committed = 0;
     {
       std::unique_lock<std::mutex> lk(proj_mu_);
+      if (stop_now_) return;  // Close(): stop at an event boundary, backlog or not
       while (!Behind(&committed)) {
         if (stop_projector_) return;  // the writer is gone: committed_ is final
         projector_waiting_.store(true, std::memory_order_relaxed);
@@ -864,23 +896,31 @@ void EventStore::Impl::RunChunk(ProjectionState& p, uint64_t committed,
   // A slow projection would otherwise report only once per chunk (256 events: minutes at tens of
   // ms each); every 16th event keeps lag and updates current for alerts, at a clock read's cost.
   uint64_t ok = 0, unreported = 0;
+  uint64_t done_through = from - 1;
   for (size_t i = 0; i < chunk.size(); ++i) {
-    if (ApplyWithRetries(p, *chunk[i])) ++ok, ++unreported;
+    // Close() stops the projector at the next event boundary, whatever the backlog (relaxed: a
+    // hint; the flag itself is written and read under proj_mu_ where it decides anything).
+    if (stop_hint_.load(std::memory_order_relaxed)) break;
+    const Applied a = ApplyWithRetries(p, *chunk[i]);
+    if (a == Applied::kStopped) break;
+    if (a == Applied::kOk) ++ok, ++unreported;
+    done_through = chunk[i]->position;
     if (metrics_ != nullptr && (i % 16 == 15 || i + 1 == chunk.size())) {
       p.m.updates.Inc(unreported);
       unreported = 0;
       p.m.lag.Set(static_cast<double>(NowNs() - chunk[i]->timestamp_ns) * 1e-9);
     }
   }
+  if (metrics_ != nullptr && unreported > 0) p.m.updates.Inc(unreported);
   Bump(p.updates, ok);
   {
     std::lock_guard<std::mutex> lk(proj_mu_);
-    p.applied_through.store(to, std::memory_order_relaxed);
+    p.applied_through.store(done_through, std::memory_order_relaxed);
   }
   progress_cv_.notify_all();
 }
 
-bool EventStore::Impl::ApplyWithRetries(ProjectionState& p, const Event& e) {
+EventStore::Impl::Applied EventStore::Impl::ApplyWithRetries(ProjectionState& p, const Event& e) {
   auto backoff = options_.projection_backoff;
   for (int attempt = 0;; ++attempt) {
     absl::Status s;
@@ -891,22 +931,47 @@ bool EventStore::Impl::ApplyWithRetries(ProjectionState& p, const Event& e) {
     } catch (...) {
       s = absl::InternalError("unknown exception");
     }
-    if (s.ok()) return true;
-    if (attempt >= options_.projection_retries) {
+    if (s.ok()) return Applied::kOk;
+    if (!Transient(s) || attempt >= options_.projection_retries) {
       Bump<uint64_t>(p.errors, 1);
       if (metrics_ != nullptr) p.m.errors.Inc();
-      const std::string msg = s.ToString();
-      std::fprintf(stderr,
-                   "event store: projection \"%s\" skipped position %llu (stream %s, type %s) "
-                   "after %d attempts: %s\n",
-                   p.name.c_str(), static_cast<unsigned long long>(e.position),
-                   Quote(e.stream).c_str(), Quote(e.type).c_str(), attempt + 1, msg.c_str());
-      return false;
+      LogSkip(p, e, s, attempt + 1);
+      return Applied::kSkipped;
     }
     Bump<uint64_t>(p.retries, 1);
-    if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
+    // The backoff ends early when the store closes: the event stays unapplied (projections are
+    // rebuilt by replay), and the projector stops at this event boundary.
+    std::unique_lock<std::mutex> lk(proj_mu_);
+    if (proj_cv_.wait_for(lk, backoff, [&] { return stop_now_; })) return Applied::kStopped;
     backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
   }
+}
+
+void EventStore::Impl::LogSkip(ProjectionState& p, const Event& e, const absl::Status& s,
+                               int attempts) {
+  const auto now = SteadyClock::now();
+  if (p.skips_logged < kLoggedSkips) {
+    ++p.skips_logged;
+    p.last_skip_log = now;
+    std::fprintf(
+        stderr,
+        "event store: projection \"%s\" skipped position %llu (stream %s, type %s) "
+        "after %d attempt%s: %s%s\n",
+        p.name.c_str(), static_cast<unsigned long long>(e.position), Quote(e.stream).c_str(),
+        Quote(e.type).c_str(), attempts, attempts == 1 ? "" : "s", s.ToString().c_str(),
+        p.skips_logged == kLoggedSkips ? " (further skips: one summary line per 10 s)" : "");
+    return;
+  }
+  ++p.skips_unlogged;
+  if (now - p.last_skip_log < kSkipLogInterval) return;
+  std::fprintf(stderr,
+               "event store: projection \"%s\" skipped %llu more events, the last at position %llu "
+               "(stream %s, type %s): %s\n",
+               p.name.c_str(), static_cast<unsigned long long>(p.skips_unlogged),
+               static_cast<unsigned long long>(e.position), Quote(e.stream).c_str(),
+               Quote(e.type).c_str(), s.ToString().c_str());
+  p.skips_unlogged = 0;
+  p.last_skip_log = now;
 }
 
 // ---------------------------------------------------------------------------------------------

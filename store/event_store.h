@@ -79,10 +79,12 @@ struct StoreOptions {
   size_t max_type_bytes = 128;    // event types: 1..max bytes of valid UTF-8, no control characters
   size_t max_payload_bytes = size_t{1} << 20;  // up to 64 MiB
 
-  // Projection failure policy: a failing apply is retried this many times (so called at most
-  // 1 + projection_retries times), with a backoff starting at projection_backoff and doubling;
-  // then the event is skipped for that projection, counted in projection_errors_total and logged to
-  // stderr with its position.
+  // Projection failure policy. A transient failure (the apply returns Unavailable,
+  // DeadlineExceeded, Aborted or ResourceExhausted) is retried this many times (so called at most
+  // 1 + projection_retries times), with a backoff starting at projection_backoff and doubling up
+  // to 100 ms. Any other failure, or an exception, would fail the same way again: no retry. Then
+  // the event is skipped for that projection, counted in projection_errors_total, and logged to
+  // stderr with its position (the first 10 a line each, then one summary line per 10 s).
   int projection_retries = 3;
   std::chrono::milliseconds projection_backoff{1};
 };
@@ -219,8 +221,10 @@ class EventStore {
 
   const RecoveryReport& recovery() const;
 
-  // Stops accepting appends, drains the queue (every queued append is completed), fsyncs and
-  // closes the files, lets the projections catch up with every committed event, joins the threads.
+  // Stops accepting appends, stops the projector at its next event boundary (also out of a retry
+  // backoff: projections live in memory and are rebuilt by replay, so a backlog is no reason to
+  // wait), drains the queue (every queued append is completed), fsyncs and closes the files, joins
+  // the threads.
   // Idempotent; reads keep working afterwards. Returns the first I/O error seen, if any.
   absl::Status Close();
 
