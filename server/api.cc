@@ -148,15 +148,18 @@ void HandleAppend(const ApiDeps& deps, const ApiOptions& o, const Request& req, 
   if (!parsed.ok()) return Error(res, 400, Message(parsed.status()));
   std::vector<metrics::store::NewEvent> events;
   events.reserve(parsed->size());
-  for (ParsedEvent& e : *parsed) events.push_back({std::move(e.type), std::move(e.data)});
+  for (ParsedEvent& e : *parsed) {
+    events.push_back({std::move(e.type), std::move(e.data), std::move(e.id)});
+  }
   const std::string& stream = req.matches[1];
   if (!UsableInUrl(stream, res)) return;
   auto r = deps.store->Append(stream, expected, std::move(events));
   if (!r.ok()) return Error(res, StatusFor(r.status(), *deps.store), Message(r.status()));
-  res.status = 201;
-  res.set_content(absl::StrCat("{\"first_position\":", r->first_position,
-                               ",\"last_position\":", r->last_position,
-                               ",\"stream_version\":", r->last_stream_version, "}\n"),
+  // A retry whose events (by id) are already stored: 200 with the original positions.
+  res.status = r->duplicate ? 200 : 201;
+  res.set_content(absl::StrCat("{\"first_position\":", r->first_position, ",\"last_position\":",
+                               r->last_position, ",\"stream_version\":", r->last_stream_version,
+                               r->duplicate ? ",\"duplicate\":true" : "", "}\n"),
                   "application/json");
 }
 

@@ -15,7 +15,9 @@ class Sax {
  public:
   struct Event {
     std::string type;
+    std::string id;
     bool has_type = false;
+    bool has_id = false;
     int data_member = -1;  // index among the event object's members, -1: absent
     int members = 0;
   };
@@ -32,6 +34,14 @@ class Sax {
     if (AtEventLevel() && pending_ == Pending::kType) {
       events_.back().type = std::move(s);
       events_.back().has_type = true;
+      pending_ = Pending::kNone;
+      return true;
+    }
+    if (AtEventLevel() && pending_ == Pending::kId) {
+      if (!ParseUuid(s, &events_.back().id)) {
+        return Fail(Where() +
+                    "\"id\" must be a UUID like \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"");
+      }
       pending_ = Pending::kNone;
       return true;
     }
@@ -65,13 +75,17 @@ class Sax {
       if (e.has_type || saw_type_key_) return Fail(Where() + "\"type\" given twice");
       saw_type_key_ = true;
       pending_ = Pending::kType;
+    } else if (k == "id") {
+      if (e.has_id) return Fail(Where() + "\"id\" given twice");
+      e.has_id = true;
+      pending_ = Pending::kId;
     } else if (k == "data") {
       if (e.data_member >= 0) return Fail(Where() + "\"data\" given twice");
       e.data_member = index;
       pending_ = Pending::kData;
     } else {
-      return Fail(absl::StrCat(Where(), "unknown field \"", k, "\" (an event has \"type\" and ",
-                               "\"data\")"));
+      return Fail(absl::StrCat(Where(), "unknown field \"", k,
+                               "\" (an event has \"type\", \"data\" and \"id\")"));
     }
     return true;
   }
@@ -97,7 +111,7 @@ class Sax {
   }
 
  private:
-  enum class Pending { kNone, kType, kData };
+  enum class Pending { kNone, kType, kData, kId };
 
   size_t EventDepth() const { return top_is_array_ ? 2 : 1; }
   bool AtEventLevel() const { return depth_ == EventDepth() && !events_.empty(); }
@@ -135,6 +149,7 @@ class Sax {
   bool Value(bool container) {
     if (depth_ - (container ? 1 : 0) == EventDepth() && !events_.empty()) {
       if (pending_ == Pending::kType) return Fail(Where() + "\"type\" must be a string");
+      if (pending_ == Pending::kId) return Fail(Where() + "\"id\" must be a UUID string");
       pending_ = Pending::kNone;
     }
     return true;
@@ -190,7 +205,44 @@ size_t SkipValue(std::string_view s, size_t i) {  // iterative: one counter, no 
   return i;
 }
 
+int Hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace
+
+bool ParseUuid(std::string_view text, std::string* bytes) {
+  if (text.size() != 36) return false;
+  std::string out;
+  out.reserve(16);
+  for (size_t i = 0; i < 36;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i++] != '-') return false;
+      continue;
+    }
+    const int hi = Hex(text[i]), lo = Hex(text[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi << 4 | lo));
+    i += 2;
+  }
+  *bytes = std::move(out);
+  return true;
+}
+
+std::string FormatUuid(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    const auto b = static_cast<unsigned char>(bytes[i]);
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
 
 absl::StatusOr<std::vector<ParsedEvent>> ParseEventsBody(std::string_view body,
                                                          const BodyLimits& limits) {
@@ -207,6 +259,7 @@ absl::StatusOr<std::vector<ParsedEvent>> ParseEventsBody(std::string_view body,
   if (sax.top_is_array()) i = SkipSpace(body, i + 1);  // past '['
   for (size_t e = 0; e < found.size(); ++e) {
     out[e].type = std::move(found[e].type);
+    out[e].id = std::move(found[e].id);
     out[e].data = "null";
     i = SkipSpace(body, i + 1);  // past '{'
     for (int m = 0; body[i] != '}'; ++m) {

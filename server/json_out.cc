@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/event_body.h"
 
 namespace eventstore {
 
@@ -49,6 +50,7 @@ void AppendEvent(std::string* out, const metrics::store::Event& e, bool with_str
   }
   absl::StrAppend(out, ",\"version\":", e.stream_version, ",\"type\":");
   AppendJsonString(out, e.type);
+  if (e.id.size() == 16) absl::StrAppend(out, ",\"id\":\"", FormatUuid(e.id), "\"");
   // accept() runs nlohmann's SAX acceptor: iterative, no tree.
   if (!e.payload.empty() && nlohmann::json::accept(e.payload)) {
     out->append(",\"data\":");

@@ -14,9 +14,9 @@ namespace eventstore {
 // Appends s as a JSON string literal. s must be valid UTF-8 (stream ids and event types are).
 void AppendJsonString(std::string* out, std::string_view s);
 
-// Appends {"position", ["stream",] "version", "type", "data", "timestamp_ns"}. A payload that is
-// JSON text (everything the HTTP API stores) is spliced in as "data"; any other payload (bytes an
-// embedding program stored) goes out as "data": null and "data_base64".
+// Appends {"position", ["stream",] "version", "type", ["id",] "data", "timestamp_ns"}. A payload
+// that is JSON text (everything the HTTP API stores) is spliced in as "data"; any other payload
+// (bytes an embedding program stored) goes out as "data": null and "data_base64".
 void AppendEvent(std::string* out, const metrics::store::Event& e, bool with_stream);
 
 }  // namespace eventstore

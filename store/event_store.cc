@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
+#include <cstring>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -14,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/numeric/int128.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "engine/internal/strings.h"
@@ -83,7 +86,22 @@ bool IsStreamChar(char c) {
 struct StreamEntry {
   std::vector<uint64_t> positions;  // published: under data_mu_
   uint64_t writer_version = 0;      // the writer's view, including its batch in flight
+  // Writer only: event id -> its position and version in this stream (ids are remembered for as
+  // long as the store is open; rebuilt by recovery).
+  struct Placed {
+    uint64_t position;
+    uint64_t version;
+  };
+  absl::flat_hash_map<absl::uint128, Placed> ids;  // keyed by the id's 16 bytes
 };
+
+// An event id's 16 bytes as a map key: no heap allocation per id.
+absl::uint128 IdKey(std::string_view id) {
+  uint64_t hi = 0, lo = 0;
+  std::memcpy(&hi, id.data(), 8);
+  std::memcpy(&lo, id.data() + 8, 8);
+  return absl::MakeUint128(hi, lo);
+}
 
 // One Append() call, on the caller's stack until the writer completes it.
 struct AppendRequest {
@@ -160,8 +178,8 @@ absl::Status ValidateOptions(const StoreOptions& o) {
   if (o.max_stream_bytes == 0 || o.max_stream_bytes > internal::kMaxStreamBytes) {
     return absl::InvalidArgumentError("max_stream_bytes must be in [1, 16383]");
   }
-  if (o.max_type_bytes == 0 || o.max_type_bytes > 65535) {
-    return absl::InvalidArgumentError("max_type_bytes must be in [1, 65535]");
+  if (o.max_type_bytes == 0 || o.max_type_bytes > internal::kMaxTypeBytes) {
+    return absl::InvalidArgumentError("max_type_bytes must be in [1, 32767]");
   }
   if (o.max_payload_bytes > internal::kMaxPayloadBytes) {
     return absl::InvalidArgumentError(
@@ -216,6 +234,9 @@ class EventStore::Impl {
   void SyncNow();
   static void Complete(AppendRequest* r);
   StreamEntry* FindStream(std::string_view stream);
+  // Writer: true when r's events are already in the stream (r completed as a duplicate with the
+  // original positions) or clash with ids there (r failed); false: append it normally.
+  bool Duplicate(StreamEntry& e, AppendRequest* r);
 
   // Projector thread.
   void ProjectorLoop();
@@ -322,11 +343,15 @@ absl::Status EventStore::Impl::Open() {
       }
       e.writer_version = r.stream_version;
       e.positions.push_back(r.position);
+      if (!r.id.empty()) {
+        e.ids[IdKey(r.id)] = {.position = r.position, .version = r.stream_version};
+      }
       events_.push_back(Event{.position = r.position,
                               .stream = std::string(r.stream),
                               .stream_version = r.stream_version,
                               .type = std::string(r.type),
                               .payload = std::string(r.payload),
+                              .id = std::string(r.id),
                               .timestamp_ns = r.timestamp_ns});
       last_timestamp_ = std::max(last_timestamp_, r.timestamp_ns);
       return absl::OkStatus();
@@ -438,8 +463,22 @@ absl::StatusOr<AppendResult> EventStore::Impl::Append(std::string_view stream,
                                                      " bytes, the limit is ",
                                                      options_.max_payload_bytes));
     }
+    if (!e.id.empty() && e.id.size() != internal::kIdBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event #", i, " id is ", e.id.size(), " bytes, an id is 16 (a UUID)"));
+    }
+    if (e.id.empty() != events[0].id.empty()) {
+      return absl::InvalidArgumentError("either every event of an append has an id, or none");
+    }
+    for (size_t k = 0; k < i && !e.id.empty(); ++k) {
+      if (events[k].id == e.id) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("events #", k, " and #", i, " have the same id"));
+      }
+    }
     req.payload_bytes += e.payload.size();
-    req.framed_bytes += internal::FramedSize(stream.size(), e.type.size(), e.payload.size());
+    req.framed_bytes +=
+        internal::FramedSize(stream.size(), e.type.size(), e.payload.size(), e.id.size());
   }
   req.stream = stream;
   req.expected = expected;
@@ -560,6 +599,33 @@ size_t EventStore::Impl::Gather(internal::ConsumerToken& token, AppendRequest** 
   return n;
 }
 
+bool EventStore::Impl::Duplicate(StreamEntry& e, AppendRequest* r) {
+  const std::vector<NewEvent>& events = *r->events;
+  auto first = e.ids.find(IdKey(events.front().id));
+  bool same = first != e.ids.end();
+  for (size_t i = 0; same && i < events.size(); ++i) {
+    auto it = e.ids.find(IdKey(events[i].id));
+    same = it != e.ids.end() && it->second.version == first->second.version + i;
+  }
+  if (same) {
+    const StreamEntry::Placed& last = e.ids.find(IdKey(events.back().id))->second;
+    r->result = {.first_position = first->second.position,
+                 .last_position = last.position,
+                 .last_stream_version = last.version,
+                 .duplicate = true};
+    return true;
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (auto it = e.ids.find(IdKey(events[i].id)); it != e.ids.end()) {
+      r->status = absl::FailedPreconditionError(absl::StrCat(
+          "event #", i, "'s id is already in stream ", Quote(r->stream), " at version ",
+          it->second.version, ", but not as this same run of events: nothing written"));
+      return true;
+    }
+  }
+  return false;
+}
+
 StreamEntry* EventStore::Impl::FindStream(std::string_view stream) {
   // The writer is the only thread that inserts into streams_, so it may look up without the lock.
   auto it = streams_.find(AV(stream));
@@ -594,6 +660,7 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
     AppendRequest* r = reqs[i];
     StreamEntry* e = FindStream(r->stream);
     uint64_t version = e == nullptr ? 0 : e->writer_version;
+    if (e != nullptr && !r->events->front().id.empty() && Duplicate(*e, r)) continue;
     if (!r->expected.Matches(version)) {
       r->status = absl::FailedPreconditionError(
           absl::StrCat("wrong expected version for stream ", Quote(r->stream), ": expected ",
@@ -621,11 +688,16 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
                                        .stream = r->stream,
                                        .type = ev.type,
                                        .payload = ev.payload,
+                                       .id = ev.id,
                                        .ends_request = &ev == last});
       }
     }
     r->result.last_position = pos - 1;
     r->result.last_stream_version = version;
+    if (!r->events->front().id.empty()) {
+      uint64_t p = r->result.first_position, v = r->prev_version;
+      for (const NewEvent& ev : *r->events) e->ids[IdKey(ev.id)] = {.position = p++, .version = ++v};
+    }
     e->writer_version = version;
     framed += r->framed_bytes;
     payload += r->payload_bytes;
@@ -668,10 +740,20 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
               "outcome unknown (", s.message(), ", then ", undo.message(),
               "): the request may or may not be stored; the store accepts no more appends"));
         }
-        // Undo the versions, latest first (a stream may appear twice in the batch).
+        // Undo the versions and ids, latest first (a stream may appear twice in the batch).
         for (auto it = accepted_.rbegin(); it != accepted_.rend(); ++it) {
           (*it)->entry->writer_version = (*it)->prev_version;
+          for (const NewEvent& ev : *(*it)->events) {
+            if (!ev.id.empty()) (*it)->entry->ids.erase(IdKey(ev.id));
+          }
           (*it)->status = outcome;
+        }
+        // A retry that found its events in this very batch pointed at what was just undone.
+        for (size_t i = 0; i < n; ++i) {
+          if (reqs[i]->status.ok() && reqs[i]->result.duplicate &&
+              reqs[i]->result.first_position >= next_position_) {
+            reqs[i]->status = outcome;
+          }
         }
         for (size_t i = 0; i < n; ++i) Complete(reqs[i]);
         return;
@@ -716,6 +798,7 @@ void EventStore::Impl::Publish() {
                               .stream_version = ++version,
                               .type = std::move(ev.type),
                               .payload = std::move(ev.payload),
+                              .id = std::move(ev.id),
                               .timestamp_ns = r->timestamp_ns});
     }
   }

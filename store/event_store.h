@@ -76,7 +76,8 @@ struct StoreOptions {
 
   // Limits, checked by Append() (InvalidArgument naming the problem).
   size_t max_stream_bytes = 256;  // stream ids: 1..max bytes of [A-Za-z0-9._:-]; max <= 16383
-  size_t max_type_bytes = 128;    // event types: 1..max bytes of valid UTF-8, no control characters
+  size_t max_type_bytes = 128;  // event types: 1..max bytes of valid UTF-8, no control characters;
+                                // max <= 32767
   size_t max_payload_bytes = size_t{1} << 20;  // up to 64 MiB
 
   // Projection failure policy. A transient failure (the apply returns Unavailable,
@@ -122,6 +123,12 @@ inline constexpr ExpectedVersion ExpectedVersion::kNoStream{ExpectedVersion::Kin
 struct NewEvent {
   std::string type;     // e.g. "team.registered"
   std::string payload;  // opaque bytes (the domain's projections use JSON)
+  // Empty, or 16 bytes (a UUID) that identify the event for idempotent retries: an Append whose
+  // events the stream already holds as a consecutive run with these ids, in this order, writes
+  // nothing and returns their positions (AppendResult::duplicate). Ids are per stream and
+  // remembered as long as the store holds the stream (rebuilt by recovery; ~50 bytes each in
+  // memory). In one Append, every event has an id or none.
+  std::string id;
 };
 
 // A stored event.
@@ -131,6 +138,7 @@ struct Event {
   uint64_t stream_version = 0;  // 1-based within the stream
   std::string type;
   std::string payload;
+  std::string id;  // as appended: empty or 16 bytes
   // Nanoseconds since the Unix epoch: when the store accepted the Append() (read once per call),
   // made non-decreasing along positions by the writer. Assigned by the store, persisted.
   int64_t timestamp_ns = 0;
@@ -142,6 +150,9 @@ struct AppendResult {
   uint64_t first_position = 0;
   uint64_t last_position = 0;
   uint64_t last_stream_version = 0;
+  // True when the events' ids were already in the stream: nothing was written, and the positions
+  // are those of the original append (the expected version is not checked then).
+  bool duplicate = false;
 };
 
 // What Open() found in data_dir.
@@ -181,8 +192,10 @@ class EventStore {
   // Appends `events` to `stream` atomically (all or none, consecutive positions and versions) if
   // the stream is at `expected`; returns once the batch is durable per the fsync policy.
   // Errors: InvalidArgument (stream id, empty list, empty/too long/invalid type, payload too
-  // large), FailedPrecondition (wrong expected version, naming stream, expected and actual; nothing
-  // written) or (store closed); Unavailable when a write or (under kEveryBatch) an fsync of the
+  // large, an id that is not 16 bytes, ids on only some events or twice in one request),
+  // FailedPrecondition (wrong expected version, naming stream, expected and actual; nothing
+  // written), (an id the stream holds, but not as this same run of events: nothing written) or
+  // (store closed); Unavailable when a write or (under kEveryBatch) an fsync of the
   // batch failed and its bytes were cut off and synced again: nothing was stored, a retry is safe,
   // and the store goes on; Unknown when even that failed: the request may or may not survive a
   // restart, and the store accepts no more appends (Health() says why); afterwards every append

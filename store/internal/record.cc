@@ -10,6 +10,7 @@ namespace {
 constexpr uint16_t kFramedBit = 1u << 15;
 constexpr uint16_t kEndsRequestBit = 1u << 14;
 constexpr uint16_t kStreamLengthMask = kEndsRequestBit - 1;
+constexpr uint16_t kHasIdBit = 1u << 15;  // in the type field
 
 template <typename T>
 char* Put(char* p, T v) {
@@ -36,7 +37,8 @@ char* PutBytes(char* p, std::string_view s) {
 }  // namespace
 
 void AppendRecord(std::string* out, const RecordView& r) {
-  const size_t body = kFixedBodyBytes + r.stream.size() + r.type.size() + r.payload.size();
+  const size_t body =
+      kFixedBodyBytes + r.stream.size() + r.type.size() + r.id.size() + r.payload.size();
   const size_t start = out->size();
   out->resize(start + kFrameHeaderBytes + body);
   char* const frame = out->data() + start;
@@ -47,8 +49,9 @@ void AppendRecord(std::string* out, const RecordView& r) {
   p = Put<uint16_t>(p, static_cast<uint16_t>(r.stream.size() | kFramedBit |
                                              (r.ends_request ? kEndsRequestBit : 0)));
   p = PutBytes(p, r.stream);
-  p = Put<uint16_t>(p, static_cast<uint16_t>(r.type.size()));
+  p = Put<uint16_t>(p, static_cast<uint16_t>(r.type.size() | (r.id.empty() ? 0 : kHasIdBit)));
   p = PutBytes(p, r.type);
+  p = PutBytes(p, r.id);
   p = Put<uint32_t>(p, static_cast<uint32_t>(r.payload.size()));
   PutBytes(p, r.payload);
   Put<uint32_t>(frame, static_cast<uint32_t>(body));
@@ -93,11 +96,17 @@ ParseStatus ParseRecord(const char* data, size_t n, RecordView* out, size_t* fra
     return ParseStatus::kBadBody;
   r.stream = std::string_view(p, stream_len);
   p += stream_len;
-  const size_t type_len = Get<uint16_t>(p);
+  const uint16_t type_field = Get<uint16_t>(p);
+  const size_t type_len = type_field & (kHasIdBit - 1);
+  const size_t id_len = (type_field & kHasIdBit) != 0 ? kIdBytes : 0;
   p += 2;
-  if (type_len == 0 || static_cast<size_t>(end - p) < type_len + 4) return ParseStatus::kBadBody;
+  if (type_len == 0 || static_cast<size_t>(end - p) < type_len + id_len + 4) {
+    return ParseStatus::kBadBody;
+  }
   r.type = std::string_view(p, type_len);
   p += type_len;
+  r.id = std::string_view(p, id_len);
+  p += id_len;
   const size_t payload_len = Get<uint32_t>(p);
   p += 4;
   if (static_cast<size_t>(end - p) != payload_len) return ParseStatus::kBadBody;

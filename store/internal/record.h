@@ -3,11 +3,14 @@
 // clang-format off
 //   frame  : u32 body_length | u32 crc32c(body) | body
 //   body   : u64 position | i64 timestamp_ns | u64 stream_version
-//            | u16 stream_field | stream | u16 type_length | type | u32 payload_length | payload
+//            | u16 stream_field | stream | u16 type_field | type | [16 bytes id]
+//            | u32 payload_length | payload
 //   stream_field: bit 15  framed: the record carries a request boundary (set by every writer
 //                         since request framing; records without it each stand alone)
 //                 bit 14  ends_request: the last record of its Append() request
 //                 bits 0-13 stream length (1 .. kMaxStreamBytes)
+//   type_field:   bit 15  the event has an id: 16 bytes follow the type
+//                 bits 0-14 type length (1 .. kMaxTypeBytes)
 // clang-format on
 //
 // A body is at least kMinBodyBytes (non-empty stream and type) and its three lengths must add up to
@@ -30,11 +33,14 @@ inline constexpr size_t kMinFrameBytes = kFrameHeaderBytes + kMinBodyBytes;
 // Format limit, independent of StoreOptions (so a log written with larger limits still reads).
 inline constexpr size_t kMaxPayloadBytes = size_t{64} << 20;
 inline constexpr size_t kMaxStreamBytes = 16383;  // 14 bits; the top two are the request flags
+inline constexpr size_t kMaxTypeBytes = 32767;    // 15 bits; the top one says an id follows
+inline constexpr size_t kIdBytes = 16;            // an event id: a UUID's 16 bytes
 inline constexpr size_t kMaxBodyBytes =
-    kFixedBodyBytes + kMaxStreamBytes + 65535 + kMaxPayloadBytes;
+    kFixedBodyBytes + kMaxStreamBytes + kMaxTypeBytes + kIdBytes + kMaxPayloadBytes;
 
-inline constexpr size_t FramedSize(size_t stream, size_t type, size_t payload) {
-  return kFrameHeaderBytes + kFixedBodyBytes + stream + type + payload;
+// id: 0 (no id) or kIdBytes.
+inline constexpr size_t FramedSize(size_t stream, size_t type, size_t payload, size_t id = 0) {
+  return kFrameHeaderBytes + kFixedBodyBytes + stream + type + id + payload;
 }
 
 // A decoded record; the views point into the buffer it was parsed from.
@@ -45,6 +51,7 @@ struct RecordView {
   std::string_view stream;
   std::string_view type;
   std::string_view payload;
+  std::string_view id;  // empty, or kIdBytes bytes
   // False for every record of a multi-event request but its last. Parsed records written before
   // request framing read as true: each was its own request.
   bool ends_request = true;

@@ -214,7 +214,7 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
             return absl::DataLossError(
                 absl::StrCat("segment ", path, ": record at offset ", at, ": ", s.message()));
           }
-          at += FramedSize(q.stream.size(), q.type.size(), q.payload.size());
+          at += FramedSize(q.stream.size(), q.type.size(), q.payload.size(), q.id.size());
           ++result->records;
         }
         request.clear();

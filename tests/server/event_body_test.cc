@@ -64,11 +64,30 @@ TEST(EventBodyTest, RefusesWhatIsNotAnEventList) {
   EXPECT_EQ(Error(R"({"type":{"a":"b"}})"), "\"type\" must be a string");
   EXPECT_EQ(Error(R"({"type":"a","type":"b"})"), "\"type\" given twice");
   EXPECT_EQ(Error(R"({"type":"a","data":1,"data":2})"), "\"data\" given twice");
-  EXPECT_NE(Error(R"({"type":"a","id":"x"})").find("unknown field \"id\""), std::string::npos);
+  EXPECT_NE(Error(R"({"type":"a","idx":"x"})").find("unknown field \"idx\""), std::string::npos);
+  EXPECT_NE(Error(R"({"type":"a","id":"x"})").find("must be a UUID"), std::string::npos);
+  EXPECT_NE(Error(R"({"type":"a","id":5})").find("must be a UUID"), std::string::npos);
+  EXPECT_NE(Error(R"({"type":"a","id":"1b4e28ba-2fa1-11d2-883f-0016d3cca42g"})").find("UUID"),
+            std::string::npos);
+  EXPECT_EQ(Error(R"({"type":"a","id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427","id":"x"})"),
+            "\"id\" given twice");
   // A key named "type" inside data is just data.
   EXPECT_EQ(Error(R"({"type":"a","data":{"type":5,"id":1}})"), "ok");
   // Invalid UTF-8 in a string.
   EXPECT_NE(Error("{\"type\":\"\xff\"}").find("not valid JSON"), std::string::npos);
+}
+
+TEST(EventBodyTest, IdsAreUuidsKeptAsTheir16Bytes) {
+  auto r =
+      ParseEventsBody(R"([{"type":"a","id":"1B4E28BA-2fa1-11d2-883f-0016d3cca427"},{"type":"b"}])");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ((*r)[0].id.size(), 16u);
+  EXPECT_EQ(static_cast<unsigned char>((*r)[0].id[0]), 0x1b);
+  EXPECT_EQ(FormatUuid((*r)[0].id), "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+  EXPECT_EQ((*r)[1].id, "");
+  std::string bytes;
+  EXPECT_FALSE(ParseUuid("1b4e28ba2fa111d2883f0016d3cca427", &bytes));
+  EXPECT_FALSE(ParseUuid("1b4e28ba-2fa1-11d2-883f_0016d3cca427", &bytes));
 }
 
 TEST(EventBodyTest, DeepNestingIsRefusedWithoutRecursion) {

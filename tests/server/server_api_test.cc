@@ -475,6 +475,46 @@ TEST(ServerApiTest, AFailedWriteOrFsyncThatIsUndoneIsNotWrittenAndTheStoreGoesOn
   }
 }
 
+TEST(ServerApiTest, RetriesWithEventIdsAreIdempotentAcrossRestarts) {
+  const std::string dir = TempDir("api-ids");
+  const std::string body = R"([{"type":"debited","id":"1b4e28ba-2fa1-11d2-883f-0016d3cca427"},)"
+                           R"({"type":"credited","id":"6fa459ea-ee8a-3ca4-894e-db77e160355e"}])";
+  {
+    EventStoreServer s(kServer, dir);
+    httplib::Client c = s.Client();
+    auto first = c.Post("/streams/t/events?expected_version=no_stream", body, "application/json");
+    ASSERT_TRUE(first);
+    EXPECT_EQ(first->status, 201) << first->body;
+    auto retry = c.Post("/streams/t/events?expected_version=no_stream", body, "application/json");
+    ASSERT_TRUE(retry);
+    EXPECT_EQ(retry->status, 200) << retry->body;
+    EXPECT_EQ(json::parse(retry->body)["first_position"], 1);
+    EXPECT_EQ(json::parse(retry->body)["duplicate"], true);
+    auto read = c.Get("/streams/t");
+    ASSERT_TRUE(read);
+    json page = json::parse(read->body);
+    ASSERT_EQ(page["events"].size(), 2u);
+    EXPECT_EQ(page["events"][1]["id"], "6fa459ea-ee8a-3ca4-894e-db77e160355e");
+    EXPECT_EQ(s.Stop(SIGKILL), -SIGKILL);
+  }
+  EventStoreServer s(kServer, dir);
+  httplib::Client c = s.Client();
+  auto retry = c.Post("/streams/t/events", body, "application/json");
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->status, 200) << retry->body;
+  auto clash =
+      c.Post("/streams/t/events", R"({"type":"x","id":"6fa459ea-ee8a-3ca4-894e-db77e160355e"})",
+             "application/json");
+  ASSERT_TRUE(clash);
+  EXPECT_EQ(clash->status, 200);  // the second event alone is a run the stream holds
+  auto mixed = c.Post("/streams/t/events",
+                      R"([{"type":"x","id":"6fa459ea-ee8a-3ca4-894e-db77e160355e"},{"type":"y"}])",
+                      "application/json");
+  ASSERT_TRUE(mixed);
+  EXPECT_EQ(mixed->status, 400) << mixed->body;
+  EXPECT_EQ(json::parse(c.Get("/streams/t")->body)["version"], 2);
+}
+
 TEST(ServerApiTest, ServesTheApiOverTls) {
   const std::string dir = TempDir("api-tls");
   std::string out;

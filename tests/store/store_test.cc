@@ -2,6 +2,7 @@
 // reopen, segment rolling.
 #include "store/event_store.h"
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -396,6 +397,104 @@ TEST(StoreTest, UnwritableDataDirFailsOpen) {
   testing_util::WriteBytes(dir.File("file"), "x");
   auto s = EventStore::Open({.data_dir = dir.File("file") + "/sub"});
   EXPECT_FALSE(s.ok());
+}
+
+}  // namespace
+}  // namespace metrics::store
+
+// ---- Event ids: idempotent retries ------------------------------------------------------------
+
+namespace metrics::store {
+namespace {
+
+std::string Id(int n) {  // 16 bytes, like a UUID's binary form
+  std::string id(16, '\0');
+  for (int i = 0; i < 4; ++i) id[i] = static_cast<char>(n >> (8 * i));
+  id[15] = 'x';
+  return id;
+}
+
+std::vector<NewEvent> WithIds(std::vector<int> ids) {
+  std::vector<NewEvent> v;
+  for (int n : ids) v.push_back({.type = "t", .payload = absl::StrCat("p", n), .id = Id(n)});
+  return v;
+}
+
+TEST(StoreEventIdTest, ARetryWithTheSameIdsWritesNothingAndReturnsTheOriginalPositions) {
+  testing_util::ScratchDir dir;
+  {
+    auto store = *EventStore::Open({.data_dir = dir.path()});
+    ASSERT_TRUE(store->Append("other", ExpectedVersion::kAny, WithIds({100})).ok());
+    auto first = store->Append("acct", ExpectedVersion::kNoStream, WithIds({1, 2, 3}));
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(first->duplicate);
+    // The client never heard back and retries, with the same (now stale) expected version.
+    auto retry = store->Append("acct", ExpectedVersion::kNoStream, WithIds({1, 2, 3}));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(retry->duplicate);
+    EXPECT_EQ(retry->first_position, first->first_position);
+    EXPECT_EQ(retry->last_position, first->last_position);
+    EXPECT_EQ(retry->last_stream_version, 3u);
+    EXPECT_EQ(store->LastPosition(), 4u);
+    // Ids are per stream: the same id elsewhere is a new event.
+    EXPECT_FALSE(store->Append("elsewhere", ExpectedVersion::kAny, WithIds({1}))->duplicate);
+    // A consecutive run of events the stream holds, in order, is a duplicate as well.
+    auto part = store->Append("acct", ExpectedVersion::kAny, WithIds({2, 3}));
+    ASSERT_TRUE(part.ok());
+    EXPECT_TRUE(part->duplicate);
+    EXPECT_EQ(part->first_position, 3u);
+    // Overlapping but not such a run: refused, nothing written.
+    for (const std::vector<int>& clash : {std::vector<int>{3, 4}, {2, 1}, {2, 3, 4}, {9, 1}}) {
+      auto r = store->Append("acct", ExpectedVersion::kAny, WithIds(clash));
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    }
+    EXPECT_EQ(store->LastPosition(), 5u);
+    auto events = store->ReadStream("acct");
+    ASSERT_EQ(events->size(), 3u);
+    EXPECT_EQ((*events)[1].id, Id(2));
+    ASSERT_TRUE(store->Close().ok());
+  }
+  // Remembered across a restart: recovery rebuilds the index from the records.
+  auto store = *EventStore::Open({.data_dir = dir.path()});
+  auto again = store->Append("acct", ExpectedVersion::Exact(3), WithIds({1, 2, 3}));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->first_position, 2u);
+  EXPECT_EQ((*store->ReadStream("acct"))[2].id, Id(3));
+  EXPECT_FALSE(store->Append("acct", ExpectedVersion::Exact(3), WithIds({4}))->duplicate);
+}
+
+TEST(StoreEventIdTest, IdsAreValidated) {
+  auto store = *EventStore::Open({});
+  std::vector<NewEvent> short_id = {{.type = "t", .id = "abc"}};
+  EXPECT_EQ(store->Append("s", ExpectedVersion::kAny, short_id).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::vector<NewEvent> mixed = {{.type = "t", .id = Id(1)}, {.type = "t"}};
+  EXPECT_EQ(store->Append("s", ExpectedVersion::kAny, mixed).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Append("s", ExpectedVersion::kAny, WithIds({5, 5})).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->LastPosition(), 0u);
+}
+
+TEST(StoreEventIdTest, ConcurrentRetriesOfOneRequestStoreItOnce) {
+  testing_util::ScratchDir dir;
+  auto store = *EventStore::Open({.data_dir = dir.path()});
+  std::vector<std::thread> threads;
+  std::atomic<int> originals{0}, duplicates{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 50; ++k) {
+        auto r = store->Append("s", ExpectedVersion::kAny, WithIds({2 * k, 2 * k + 1}));
+        ASSERT_TRUE(r.ok()) << r.status();
+        (r->duplicate ? duplicates : originals).fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(originals.load(), 50);
+  EXPECT_EQ(duplicates.load(), 350);
+  EXPECT_EQ(store->LastPosition(), 100u);
 }
 
 }  // namespace
