@@ -5,9 +5,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
-#include <cstring>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -490,7 +490,12 @@ absl::StatusOr<AppendResult> EventStore::Impl::Append(std::string_view stream,
     return absl::FailedPreconditionError("the event store is closed");
   }
   req.accept_ns = NowNs();
-  queue_.enqueue(&req);
+  if (!queue_.enqueue(&req)) {
+    // The queue could not allocate: the request never reached the writer, so nobody would ever
+    // complete it. Say so instead of waiting for ever.
+    active_appenders_.fetch_sub(1, std::memory_order_seq_cst);
+    return absl::ResourceExhaustedError("the event store's queue could not grow (out of memory)");
+  }
   active_appenders_.fetch_sub(1, std::memory_order_seq_cst);
   // Pairs with the fence in WaitForRequests: either the writer sees our request, or we see it idle.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -696,7 +701,8 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
     r->result.last_stream_version = version;
     if (!r->events->front().id.empty()) {
       uint64_t p = r->result.first_position, v = r->prev_version;
-      for (const NewEvent& ev : *r->events) e->ids[IdKey(ev.id)] = {.position = p++, .version = ++v};
+      for (const NewEvent& ev : *r->events)
+        e->ids[IdKey(ev.id)] = {.position = p++, .version = ++v};
     }
     e->writer_version = version;
     framed += r->framed_bytes;

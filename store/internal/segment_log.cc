@@ -120,11 +120,25 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
                                                              RecoveryResult* result) {
   std::unique_ptr<SegmentLog> log(new SegmentLog(options));
   const std::string& dir = options.dir;
+  // The deepest ancestor that exists already: create_directories may make several levels, and
+  // each new entry survives a power loss only once the directory holding it is fsynced.
   std::error_code ec;
+  std::filesystem::path top = std::filesystem::absolute(dir, ec);
+  while (!ec && !std::filesystem::exists(top, ec) && top.has_parent_path() &&
+         top.parent_path() != top) {
+    top = top.parent_path();
+  }
+  const bool created = !std::filesystem::exists(dir, ec);
   std::filesystem::create_directories(dir, ec);
   if (ec) {
     return absl::UnavailableError(
         absl::StrCat("cannot create data directory ", dir, ": ", ec.message()));
+  }
+  if (created) {
+    for (std::filesystem::path p = std::filesystem::absolute(dir, ec); !ec && p != top;) {
+      p = p.parent_path();
+      if (auto s = SyncDir(p.string()); !s.ok()) return s;
+    }
   }
 
   const std::string lock_path = Join(dir, "LOCK");

@@ -515,6 +515,19 @@ TEST(ServerApiTest, RetriesWithEventIdsAreIdempotentAcrossRestarts) {
   EXPECT_EQ(json::parse(c.Get("/streams/t")->body)["version"], 2);
 }
 
+// A new data directory is fsynced into its parent (and a new parent into its own): the directory
+// fsync is observable by making it fail.
+TEST(ServerApiTest, ANewDataDirectoryIsSyncedIntoItsParent) {
+  const std::string parent = TempDir("api-dirsync");
+  std::string out;
+  const std::string cmd = std::string("LD_PRELOAD=") + FAULT_INJECT_LIB +
+                          " FAULT_CALLS=fsync FAULT_PATH=" + parent + " " + kServer +
+                          " --data-dir " + parent + "/new/data --listen 127.0.0.1:0";
+  EXPECT_EQ(metrics::test_support::RunShell(cmd, &out), 1) << out;
+  // The first fsync is of the new directory's parent, not of the data directory itself.
+  EXPECT_NE(out.find("fsync directory " + parent + "/new: "), std::string::npos) << out;
+}
+
 TEST(ServerApiTest, ServesTheApiOverTls) {
   const std::string dir = TempDir("api-tls");
   std::string out;

@@ -8,7 +8,8 @@
  *   FAULT_SHORT   1: a failing write/pwrite writes half of its bytes and returns that count
  *                 instead of failing (a short write), once; later ones fail with FAULT_ERRNO
  *   FAULT_PATH    only descriptors whose /proc/self/fd link contains this string (default: any
- *                 regular file, never a socket or pipe, so the HTTP server keeps working)
+ *                 regular file or directory, never a socket or pipe, so the HTTP server keeps
+ *                 working)
  *
  * Thread-safe: the call counter is atomic. Calls pass through to libc via dlsym(RTLD_NEXT). */
 #define _GNU_SOURCE
@@ -37,7 +38,7 @@ static int Configured(const char* call) {
 
 static int Eligible(int fd) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) return 0;
   const char* want = getenv("FAULT_PATH");
   if (want == NULL || *want == '\0') return 1;
   char link[64], target[4096];
