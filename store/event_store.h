@@ -203,6 +203,9 @@ class EventStore {
   absl::StatusOr<AppendResult> Append(std::string_view stream, ExpectedVersion expected,
                                       std::vector<NewEvent> events);
 
+  // Readers see what callers were acknowledged: under kEveryBatch only events whose fsync returned
+  // (durable), under kInterval/kNever events once written.
+  //
   // Up to `max` events from position `from_position` (0 is read as 1) in position order; empty past
   // the end.
   absl::StatusOr<std::vector<Event>> ReadAll(uint64_t from_position = 1,

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -526,6 +527,43 @@ TEST(ServerApiTest, ANewDataDirectoryIsSyncedIntoItsParent) {
   EXPECT_EQ(metrics::test_support::RunShell(cmd, &out), 1) << out;
   // The first fsync is of the new directory's parent, not of the data directory itself.
   EXPECT_NE(out.find("fsync directory " + parent + "/new: "), std::string::npos) << out;
+}
+
+// What readers see, per fsync policy. Under every-batch an event becomes visible (reads, /all,
+// projections) only once its fsync returned; under interval and never, once written (when its
+// caller is acknowledged). A slow disk (fdatasync sleeping 1.5 s) makes the difference visible.
+TEST(ServerApiTest, UnderEveryBatchReadersSeeOnlyDurableEvents) {
+  for (const std::string policy : {"every-batch", "never"}) {
+    SCOPED_TRACE(policy);
+    EventStoreServer s(kServer, TempDir("api-visible"), {"--fsync", policy},
+                       {std::string("LD_PRELOAD=") + FAULT_INJECT_LIB, "FAULT_CALLS=fdatasync",
+                        "FAULT_PATH=segment-", "FAULT_DELAY_MS=1500"});
+    ASSERT_GT(s.port(), 0);
+    std::atomic<int> status{0};
+    std::thread writer([&] {
+      httplib::Client c = s.Client();
+      status = Post(c, "/streams/v/events", R"({"type":"slow"})");
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // written, fsync under way
+    httplib::Client reader = s.Client();
+    auto during = reader.Get("/streams/v");
+    auto all = reader.Get("/all");
+    ASSERT_TRUE(during && all);
+    if (policy == "every-batch") {
+      EXPECT_EQ(status.load(), 0) << "acknowledged before its fsync returned";
+      EXPECT_EQ(during->status, 404) << "a reader saw an event before it was durable";
+      EXPECT_EQ(json::parse(all->body)["events"].size(), 0u);
+    } else {
+      // never: written is acknowledged, and visible; the fsync at close is the only one.
+      EXPECT_EQ(status.load(), 201);
+      EXPECT_EQ(during->status, 200);
+    }
+    writer.join();
+    EXPECT_EQ(status.load(), 201);
+    auto after = reader.Get("/streams/v");
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 200);
+  }
 }
 
 TEST(ServerApiTest, ServesTheApiOverTls) {

@@ -7,6 +7,8 @@
  *   FAULT_ERRNO   EIO (default) or ENOSPC
  *   FAULT_SHORT   1: a failing write/pwrite writes half of its bytes and returns that count
  *                 instead of failing (a short write), once; later ones fail with FAULT_ERRNO
+ *   FAULT_DELAY_MS  instead of failing, the selected calls sleep this long and then succeed (a slow
+ *                 disk)
  *   FAULT_PATH    only descriptors whose /proc/self/fd link contains this string (default: any
  *                 regular file or directory, never a socket or pipe, so the HTTP server keeps
  *                 working)
@@ -49,8 +51,19 @@ static int Eligible(int fd) {
   return strstr(target, want) != NULL;
 }
 
-/* 1 when this call must fail (and sets errno's value in *err). */
+static int ShouldFail2(const char* call, int fd, int* err);
+
+/* 1 when this call must fail (and sets errno's value in *err); a selected call under
+ * FAULT_DELAY_MS sleeps instead and does not fail. */
 static int ShouldFail(const char* call, int fd, int* err) {
+  if (!ShouldFail2(call, fd, err)) return 0;
+  const char* delay = getenv("FAULT_DELAY_MS");
+  if (delay == NULL) return 1;
+  usleep((useconds_t)atol(delay) * 1000);
+  return 0;
+}
+
+static int ShouldFail2(const char* call, int fd, int* err) {
   if (!Configured(call) || !Eligible(fd)) return 0;
   const char* after = getenv("FAULT_AFTER");
   long n = atomic_fetch_add(&calls_seen, 1);
