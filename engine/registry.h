@@ -1,12 +1,15 @@
 // The registry of metric families, and the typed families that hand out bound handles
 // (engine/metric.h).
 //
+// clang-format off
 //   metrics::Registry reg;
 //   auto events = reg.AddCounter({.name = "events_stored_total", .help = "Events stored.",
 //                                 .label_names = {"event_type"}});
-//   metrics::Counter registered = *events->Bind({"team.registered"});   // fast path: keep the
-//   handle registered.Inc(); events->WithLabelValues(type).Inc(); // lookup path: per-thread cache
-//   metrics::Snapshot snap = reg.Collect();                              // for exposition/
+//   metrics::Counter registered = *events->Bind({"team.registered"});  // fast path: keep it
+//   registered.Inc();
+//   events->WithLabelValues(type).Inc();                               // lookup path: cached
+//   metrics::Snapshot snap = reg.Collect();                            // for exposition/
+// clang-format on
 //
 // Thread-safe: every method may be called from any thread. Registration, Bind and Remove take
 // mutexes; handles' Inc/Add never do; WithLabelValues takes one only on a calling thread's first

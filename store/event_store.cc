@@ -39,10 +39,10 @@ constexpr size_t kMaxBatch = 1024;
 // Events a projection handles per step before the projector looks at the others.
 constexpr uint64_t kProjectionChunk = 256;
 // How long a caller spins for its acknowledgement, and the writer for new requests, before
-// sleeping on a condition variable. A round trip through an in-memory store takes 1-4 us on this
-// 2-vCPU VM (a cross-core cache-line round trip alone is ~640 ns), and a sleeping thread can take
-// from 10 us to milliseconds to wake, so even callers waiting for an fsync measured faster with a
-// short spin first (2.0k vs 1.2k durable appends/s, same session).
+// sleeping on a condition variable. A round trip through an in-memory store takes microseconds,
+// and a sleeping thread can take from tens of microseconds to milliseconds to wake, so even
+// callers waiting for an fsync come out faster with a short spin first (the measurements are in
+// bench/RESULTS.md and the store benchmarks).
 constexpr auto kSpin = std::chrono::microseconds(20);
 constexpr auto kPauseSpin = std::chrono::microseconds(10);
 
@@ -58,9 +58,9 @@ inline void CpuRelax() {
 }
 
 // Spins with `done` until it returns true or about kSpin has passed; true if it did. First with
-// `pause` (~21 ns here) for up to kPauseSpin, which is where an in-memory round trip completes;
-// then with sched_yield (~1.5 us on this VM, too coarse to start with), so that a waited-for
-// thread that shares this CPU gets to run.
+// `pause` (tens of ns) for up to kPauseSpin, which is where an in-memory round trip completes;
+// then with sched_yield (microseconds, too coarse to start with), so that a waited-for thread that
+// shares this CPU gets to run.
 template <typename F>
 bool SpinUntil(F done) {
   const SteadyClock::time_point start = SteadyClock::now();
@@ -506,7 +506,7 @@ absl::StatusOr<AppendResult> EventStore::Impl::Append(std::string_view stream,
 
   // An append queued while the writer is in an fsync waits for that fsync and then its own: far
   // longer than a spin, so it sleeps at once and leaves the CPUs to the writer and the network
-  // (64 concurrent HTTP appenders on 2 vCPUs: spinning was a quarter of all CPU time).
+  // (with many concurrent HTTP appenders, spinning took a large share of all CPU time).
   if (writer_syncing_.load(std::memory_order_relaxed) ||  // a hint; the wait below is exact
       !SpinUntil([&] { return req.done.load(std::memory_order_acquire); })) {
     {
@@ -717,7 +717,7 @@ void EventStore::Impl::ProcessBatch(AppendRequest** reqs, size_t n) {
     if (!in_memory_) {
       absl::Status s = log_->Append(buf_, next_position_);
       if (s.ok() && options_.fsync == FsyncPolicy::kEveryBatch) {
-        // The metrics' clock (11-13 ns a read, steady_clock ~30 here): the read after the fsync is
+        // The metrics' clock (cheaper than steady_clock): the read after the fsync is
         // also the end of event_processing_duration_seconds, so under this policy the histogram
         // costs no clock read of its own. A wall-clock step only mis-sizes one gather window.
         const int64_t start = NowNs();

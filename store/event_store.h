@@ -1,13 +1,15 @@
 // An embedded, durable, append-only event store: the metrics engine's first user.
 //
+// clang-format off
 //   metrics::Registry registry;
 //   auto store = metrics::store::EventStore::Open({.data_dir = "/var/lib/app/events",
 //                                                  .registry = &registry});
 //   if (!store.ok()) ...;
 //   auto r = (*store)->Append("team-red", ExpectedVersion::kNoStream,
 //                             {{.type = "team.registered", .payload = R"({"team":"red",...})"}});
-//   // r->first_position .. r->last_position are durable (per the fsync policy) once Append
-//   returns. auto events = (*store)->ReadStream("team-red");
+//   // r->first_position .. r->last_position are durable (per the fsync policy) once Append returns.
+//   auto events = (*store)->ReadStream("team-red");
+// clang-format on
 //
 // Model. Every event has a global position (1, 2, 3, ... dense, in commit order) and a version in
 // its stream (1, 2, 3, ... per stream). Append() is optimistic concurrency: it names the version
@@ -21,10 +23,10 @@
 //
 // Files (data_dir; store/internal/segment_log.h): segment-<first position, 20 digits>.log, each a
 // run of records framed as  u32 length | u32 CRC32C | body  (store/internal/record.h). Open replays
-// all of them: a torn tail is truncated and reported (stderr +
-// event_store_recovery_truncated_bytes_total
-// + recovery()), any other corruption fails Open with DataLoss naming the file and offset. All
-// events are also kept in memory, so reads never touch the disk.
+// all of them: a torn tail is truncated and reported (stderr,
+// event_store_recovery_truncated_bytes_total and recovery()), any other corruption fails Open with
+// DataLoss naming the file and offset. All events are also kept in memory, so reads never touch
+// the disk.
 //
 // Metrics (only with StoreOptions::registry; see store/README.md for the exact definitions):
 //   events_stored_total{event_type}   events_stored_bytes_total   event_store_size_bytes

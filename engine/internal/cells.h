@@ -1,38 +1,36 @@
 // Per-thread cell shards: the storage under every counter and histogram. Unsafe primitives;
 // instrumented code uses the handles of engine/metric.h instead.
 //
+// clang-format off
 // Model
 // -----
-//   slot space (process-wide)   [0 .. kMaxCells)   allocated in blocks to series by the
-//   CellAllocator
+//   slot space (process-wide)   [0 .. kMaxCells)   allocated in blocks to series by the CellAllocator
 //
-//   shard 0 (thread A)   | c0 | c1 | c2 | ... |      one reserved, lazily committed mapping per
-//   shard; shard 1 (thread B)   | c0 | c1 | c2 | ... |      cell i of every shard belongs to the
-//   series owning slot i shard 2 (parked)     | c0 | c1 | c2 | ... |
+//   shard 0 (thread A)   | c0 | c1 | c2 | ... |    one reserved, lazily committed mapping per shard;
+//   shard 1 (thread B)   | c0 | c1 | c2 | ... |    cell i of every shard belongs to the series
+//   shard 2 (parked)     | c0 | c1 | c2 | ... |    owning slot i
 //
-//   value(series) = sum over every shard ever created (live or parked) of its cells in the series'
-//   block
+//   value(series) = sum over every shard ever created (live or parked) of its cells in the
+//                   series' block
 //
 // Contract
 // --------
-// * Single writer per shard: only the thread that currently leases a shard writes its cells, with a
-// relaxed load
-//   and a relaxed store (no read-modify-write). Readers (Collect) only load, relaxed, and never
-//   write, so a cell only ever grows for a counter: a scrape can't see a value lower than an
-//   earlier scrape saw.
+// * Single writer per shard: only the thread that currently leases a shard writes its cells, with
+//   a relaxed load and a relaxed store (no read-modify-write). Readers (Collect) only load,
+//   relaxed, and never write, so a cell only ever grows for a counter: a scrape can't see a value
+//   lower than an earlier scrape saw.
 // * A thread leases a shard on its first write and parks it when it exits (a pthread key
-// destructor). The next
-//   new thread adopts a parked shard with its values. Shards are never freed, so a scrape that sums
-//   every shard sees each count exactly once, whichever thread owns the shard now. Memory grows
-//   with the peak number of live threads, not with the number of threads ever started.
-// * Each shard is one mmap of kMaxCells * 8 bytes reserved with MAP_NORESERVE; the kernel commits a
-// page when the
-//   owner first writes to it, so a thread that touches few series costs a few pages. Untouched
-//   pages read as zero.
+//   destructor). The next new thread adopts a parked shard with its values. Shards are never
+//   freed, so a scrape that sums every shard sees each count exactly once, whichever thread owns
+//   the shard now. Memory grows with the peak number of live threads, not with the number of
+//   threads ever started.
+// * Each shard is one mmap of kMaxCells * 8 bytes reserved with MAP_NORESERVE; the kernel commits
+//   a page when the owner first writes to it, so a thread that touches few series costs a few
+//   pages. Untouched pages read as zero.
 // * A block of cells is zeroed (in every shard) when its series is freed, and only then handed to
-// another series.
-//   A series is freed only when no handle refers to it any more (engine/internal/series.h), so no
-//   thread can still be writing to the block.
+//   another series. A series is freed only when no handle refers to it any more
+//   (engine/internal/series.h), so no thread can still be writing to the block.
+// clang-format on
 #pragma once
 
 #include <atomic>

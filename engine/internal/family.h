@@ -1,13 +1,15 @@
 // A family's series index (shared, mutex-guarded, slow path) and the per-thread lookup caches in
 // front of it that make WithLabelValues free of contended writes.
 //
+// clang-format off
 //   Family<Counter>::WithLabelValues("a")
-//       │ thread_local ThreadCaches ── by family index ──► FamilyCache<Counter> { label values →
-//       Counter } │   hit: return the cached handle (a hash and a compare; no lock, no shared
-//       write) ▼   miss: FamilyImpl::Lookup under the family mutex, then cache the handle in this
-//       thread
-//   FamilyImpl { mutex; btree label values → SeriesPtr (sorted for exposition); overflow series;
-//   cap }
+//       │  thread_local ThreadCaches ── by family index ──► FamilyCache<Counter>
+//       │                                                   { label values → Counter }
+//       │  hit: return the cached handle (a hash and a compare; no lock, no shared write)
+//       ▼  miss: FamilyImpl::Lookup under the family mutex, then cache the handle in this thread
+//   FamilyImpl { mutex; btree label values → SeriesPtr (sorted for exposition);
+//                overflow series; cap }
+// clang-format on
 //
 // Removal bumps a process-wide epoch (release); a thread seeing a new epoch (acquire) drops its
 // cached handles of removed series and families before its next lookup, so a removed series is
