@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/histogram.h"
@@ -12,7 +14,30 @@
 
 namespace metrics::internal {
 namespace {
-std::atomic<uint32_t> next_family_index{0};
+// Family indices (slots of every thread's cache vector) are reused once a family is destroyed,
+// which happens only after every thread cache let go of it: the vectors stay as long as the
+// number of live families, however many short-lived registries come and go.
+struct FamilyIndices {
+  std::mutex mu;
+  uint32_t next = 0;
+  std::vector<uint32_t> free;
+
+  static FamilyIndices& Get() {
+    static FamilyIndices* f = new FamilyIndices();  // never destroyed: used at thread exit
+    return *f;
+  }
+  uint32_t Take() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (free.empty()) return next++;
+    const uint32_t i = free.back();
+    free.pop_back();
+    return i;
+  }
+  void Give(uint32_t i) {
+    std::lock_guard<std::mutex> lock(mu);
+    free.push_back(i);
+  }
+};
 }  // namespace
 
 constinit thread_local ThreadCaches* ThreadCaches::tls_ = nullptr;
@@ -42,8 +67,7 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
     : desc_(std::move(desc)),
       cells_per_series_(cells_per_series),
       max_series_(std::max<size_t>(max_series, 1)),
-      // Relaxed: the index only has to be unique.
-      index_(next_family_index.fetch_add(1, std::memory_order_relaxed)) {
+      index_(FamilyIndices::Get().Take()) {
   std::vector<std::string_view> values(desc_->label_names.size(),
                                        desc_->label_names.empty() ? "" : kOverflowLabelValue);
   std::lock_guard<std::mutex> lock(mu_);
@@ -56,7 +80,7 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
   }
 }
 
-FamilyImpl::~FamilyImpl() = default;
+FamilyImpl::~FamilyImpl() { FamilyIndices::Get().Give(index_); }
 
 absl::Status FamilyImpl::Check(LabelValues values) const {
   if (values.size() != desc_->label_names.size()) {
@@ -153,9 +177,9 @@ absl::Status FamilyImpl::Remove(LabelValues values) {
     series_.erase(it);
     dirty_ = true;
   }
-  // Release pairs with the acquire load in ThreadCaches::For: a thread seeing the new epoch sees
-  // the flag above.
-  removal_epoch.fetch_add(1, std::memory_order_release);
+  // Only this family's caches purge (each checks its family's epoch on lookup). Release pairs
+  // with the acquire load in FamilyCache::Find: a thread seeing the new epoch sees the flag above.
+  series_epoch_.fetch_add(1, std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -169,7 +193,10 @@ void FamilyImpl::RemoveAll() {
     // Release pairs with the acquire load in removed() (FamilyCache::Purge).
     removed_.store(true, std::memory_order_release);
   }
-  removal_epoch.fetch_add(1, std::memory_order_release);  // pairs with ThreadCaches::For
+  // Family removals are rare (Registry::Remove, a registry's destruction): they bump the
+  // process-wide epoch, and each thread then drops its caches of removed families on its next
+  // lookup, whatever family it looks up. Release pairs with the acquire load in ThreadCaches::For.
+  removal_epoch.fetch_add(1, std::memory_order_release);
 }
 
 uint64_t FamilyImpl::diverted() const {

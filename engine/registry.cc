@@ -176,6 +176,15 @@ absl::StatusOr<HistogramFamily> Registry::AddHistogram(const FamilyOptions& o,
   return HistogramFamily(*std::move(impl));
 }
 
+Registry::~Registry() {
+  std::map<std::string, std::shared_ptr<internal::FamilyImpl>, std::less<>> families;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    families.swap(families_);
+  }
+  for (auto& [name, impl] : families) impl->RemoveAll();
+}
+
 absl::Status Registry::Remove(std::string_view name) {
   std::shared_ptr<internal::FamilyImpl> impl;
   {

@@ -108,6 +108,10 @@ using HistogramFamily = Family<Histogram>;
 class Registry {
  public:
   Registry() = default;
+  // Removes every family, so that their series' cells return to the process as soon as no handle
+  // holds them: thread caches let go on their next lookup in any family (or at thread exit).
+  // Handles still held keep working on detached series, as after Remove.
+  ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 

@@ -11,10 +11,13 @@
 //                overflow series; cap }
 // clang-format on
 //
-// Removal bumps a process-wide epoch (release); a thread seeing a new epoch (acquire) drops its
-// cached handles of removed series and families before its next lookup, so a removed series is
-// freed once every handle and every thread cache that held it has let go (threads that never look
-// up again let go at exit).
+// Removing a series bumps its family's epoch (release); a thread looking up in that family and
+// seeing a new epoch (acquire) first drops its cached handles of the family's removed series.
+// Removing a family (Registry::Remove, or the registry's destruction) bumps a process-wide epoch:
+// a thread seeing it drops its caches of removed families on its next lookup in any family. So a
+// removed series is freed once every handle and every thread cache that held it has let go
+// (threads that never look up again let go at exit), and one Remove costs a purge only of the
+// caches of its own family.
 #pragma once
 
 #include <atomic>
@@ -82,8 +85,8 @@ struct LabelsLess {
   }
 };
 
-// Bumped (release) by every removal of a series or family; pairs with the acquire load in
-// ThreadCaches::Sync.
+// Bumped (release) by every removal of a whole family; pairs with the acquire load in
+// ThreadCaches::For.
 inline std::atomic<uint64_t> removal_epoch{0};
 
 class FamilyImpl {
@@ -107,6 +110,8 @@ class FamilyImpl {
   // Drops every series and refuses new ones: the family has left its registry.
   void RemoveAll();
   bool removed() const { return removed_.load(std::memory_order_acquire); }
+  // Bumped by every Remove of a series of this family (acquire pairs with its release).
+  uint64_t series_epoch() const { return series_epoch_.load(std::memory_order_acquire); }
   // False when the cell space could not hold even the overflow series: the family is unusable.
   bool ok() const { return overflow_ != nullptr; }
 
@@ -128,6 +133,7 @@ class FamilyImpl {
   const size_t max_series_;
   const uint32_t index_;
   std::atomic<bool> removed_{false};
+  std::atomic<uint64_t> series_epoch_{0};
 
   mutable std::mutex mu_;
   absl::btree_map<std::vector<std::string>, SeriesPtr, LabelsLess> series_;
@@ -149,8 +155,7 @@ struct HandleAccess {
 class FamilyCacheBase {
  public:
   virtual ~FamilyCacheBase() = default;
-  // Drops handles of removed series. Returns false when the family itself is gone (drop the whole
-  // cache).
+  // False when the family itself is gone: drop the whole cache.
   virtual bool Purge() = 0;
 };
 
@@ -160,6 +165,7 @@ class FamilyCache final : public FamilyCacheBase {
   explicit FamilyCache(std::shared_ptr<FamilyImpl> family) : family_(std::move(family)) {}
 
   Handle* Find(LabelValues values) {
+    if (ABSL_PREDICT_FALSE(family_->series_epoch() != epoch_seen_)) PurgeRemovedSeries();
     // Monomorphic memo: a thread often asks for the same label set many times in a row, and
     // comparing against the last key is cheaper than hashing.
     if (last_ != nullptr && LabelsEq()(*last_key_, values)) return last_;
@@ -188,19 +194,21 @@ class FamilyCache final : public FamilyCacheBase {
     return it->second;
   }
 
-  bool Purge() override {
-    if (family_->removed()) return false;
+  bool Purge() override { return !family_->removed(); }
+
+  void PurgeRemovedSeries() {
+    epoch_seen_ = family_->series_epoch();  // before the scan: a later Remove is seen next time
     last_ = nullptr;
     absl::erase_if(entries_, [](const auto& kv) {
       // Acquire pairs with the release store in FamilyImpl::Remove; only a hint here, the epoch
       // orders the rest.
       return HandleAccess::Series(kv.second)->removed.load(std::memory_order_acquire);
     });
-    return true;
   }
 
  private:
   std::shared_ptr<FamilyImpl> family_;
+  uint64_t epoch_seen_ = 0;  // family_->series_epoch() at the last purge
   // Node-based: a handle's address survives rehashing, so the reference WithLabelValues returns
   // stays valid until its series (or family) is removed and this thread next looks up, or the
   // thread exits.

@@ -1,10 +1,14 @@
 // Handle lifetimes: moves leave the source on the sink (so a moved-from handle can never write
 // into a series that recycled its cells, nor read a freed layout), and references returned by
 // WithLabelValues stay valid across any number of later lookups. Meant for ASan (label unit).
+#include <atomic>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "engine/internal/cells.h"
 #include "engine/registry.h"
 #include "gtest/gtest.h"
 
@@ -130,6 +134,74 @@ TEST(HandleLifetimeTest, WithLabelValuesReferenceSurvivesThousandsOfLookups) {
   f->WithLabelValues("after").Inc();
   kept.Inc();
   EXPECT_EQ(CounterValue(r, "z_total", {"kept"}), 5001);
+}
+
+}  // namespace
+}  // namespace metrics
+
+namespace metrics {
+namespace {
+
+// Registries that give back: 100,000 short-lived registries, each used through WithLabelValues
+// (which caches handles per thread), on 4 threads. Before registries removed their families on
+// destruction, the thread caches kept every family alive and the cell space ran out after ~15,000.
+TEST(RegistryLifetimeTest, DestroyedRegistriesReturnTheirCellsWhateverThreadsCached) {
+  const uint64_t base = internal::CellAllocator::CellsInUse();
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25000; ++i) {
+        Registry r;
+        auto h = r.AddHistogram({.name = "job_seconds", .help = "h", .label_names = {"k"}});
+        auto c = r.AddCounter({.name = "job_total", .help = "h", .label_names = {"k"}});
+        if (!h.ok() || !c.ok()) {
+          failures.fetch_add(1);
+          return;
+        }
+        h->WithLabelValues("a").Observe(0.5);
+        c->WithLabelValues("a").Inc();
+        c->WithLabelValues("b").Inc();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0) << "the process ran out of cells";
+  // Every thread has exited (letting go of its caches): every cell is back.
+  EXPECT_EQ(internal::CellAllocator::CellsInUse(), base);
+}
+
+// A registry's families outlive it only as sinks: handles keep working, lookups go nowhere.
+TEST(RegistryLifetimeTest, HandlesOutliveTheirRegistry) {
+  Counter kept;
+  std::optional<CounterFamily> family;
+  {
+    Registry r;
+    family = *r.AddCounter({.name = "x_total", .help = "h", .label_names = {"k"}});
+    kept = *family->Bind({"a"});
+    family->WithLabelValues("b").Inc();
+  }
+  kept.Inc();
+  family->WithLabelValues("c").Inc();
+  EXPECT_EQ(family->Bind({"d"}).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Removing a series in one family leaves the thread caches of other families as they are.
+TEST(RegistryLifetimeTest, RemovingASeriesPurgesOnlyItsOwnFamilysCaches) {
+  Registry r;
+  auto a = r.AddCounter({.name = "a_total", .help = "h", .label_names = {"k"}});
+  auto b = r.AddCounter({.name = "b_total", .help = "h", .label_names = {"k"}});
+  Counter& in_b = b->WithLabelValues("kept");
+  a->WithLabelValues("x").Inc();
+  ASSERT_TRUE(a->Remove({"x"}).ok());
+  a->WithLabelValues("y").Inc();  // purges a's cache only
+  // b's cached entry is the same object: its cache was not purged (nor rebuilt).
+  EXPECT_EQ(&b->WithLabelValues("kept"), &in_b);
+  in_b.Inc();
+  a->WithLabelValues("x").Inc();  // a fresh series, not the removed one
+  Snapshot s = r.Collect();
+  EXPECT_EQ(CounterValue(r, "a_total", {"x"}), 1);
+  EXPECT_EQ(CounterValue(r, "b_total", {"kept"}), 1);
 }
 
 }  // namespace
