@@ -121,6 +121,8 @@ ABSL_FLAG(double, demo_rate, 0,
           "Synthetic events per second appended by the server itself (0: none).");
 ABSL_FLAG(uint64_t, max_body_bytes, 4 << 20,
           "Largest request body, after any Content-Encoding is undone; larger: 413.");
+ABSL_FLAG(uint64_t, segment_bytes, uint64_t{64} << 20,
+          "A new segment file is started when the current one would grow past this.");
 ABSL_FLAG(uint32_t, max_json_depth, 64,
           "Deepest JSON nesting of a request body (the event array and object count as 2).");
 ABSL_FLAG(uint32_t, http_threads, 64,
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
   auto opened = EventStore::Open({.data_dir = data_dir,
                                   .fsync = absl::GetFlag(FLAGS_fsync),
                                   .interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
-                                  .registry = with_metrics ? &registry : nullptr});
+                                  .registry = with_metrics ? &registry : nullptr,
+                                  .segment_bytes = absl::GetFlag(FLAGS_segment_bytes)});
   if (!opened.ok()) {
     std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", data_dir.c_str(),
                  std::string(opened.status().message()).c_str());

@@ -358,7 +358,10 @@ absl::Status EventStore::Impl::Open() {
     };
     auto log = internal::SegmentLog::Open({.dir = options_.data_dir,
                                            .segment_bytes = options_.segment_bytes,
-                                           .sync_on_roll = options_.fsync != FsyncPolicy::kNever},
+                                           // Under every policy: a rolled segment is
+                                           // complete, and recovery reads a bad record in a
+                                           // segment that is not the last as corruption.
+                                           .sync_on_roll = true},
                                           on_record, &rr);
     if (!log.ok()) return log.status();
     log_ = *std::move(log);

@@ -298,7 +298,9 @@ absl::Status SegmentLog::Roll(uint64_t first_position) {
   if (fd < 0) return Errno(errno, "create", path);
   if (options_.sync_on_roll) {
     if (auto s = SyncDir(options_.dir); !s.ok()) {
+      // Leave no empty segment behind: recovery would read it as the log's continuation.
       ::close(fd);
+      ::unlink(path.c_str());
       return s;
     }
   }
@@ -312,10 +314,13 @@ absl::Status SegmentLog::Roll(uint64_t first_position) {
 
 absl::Status SegmentLog::Append(std::string_view bytes, uint64_t first_position) {
   if (fd_ < 0) return absl::FailedPreconditionError("segment log is closed");
+  // Set first: when the roll fails, undoing this append must cut nothing (the segment holds only
+  // acknowledged batches), not the previous append.
+  append_start_ = current_size_;
   if (current_size_ > 0 && current_size_ + bytes.size() > options_.segment_bytes) {
     if (auto s = Roll(first_position); !s.ok()) return s;
+    append_start_ = current_size_;
   }
-  append_start_ = current_size_;
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,

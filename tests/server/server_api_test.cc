@@ -566,6 +566,37 @@ TEST(ServerApiTest, UnderEveryBatchReadersSeeOnlyDurableEvents) {
   }
 }
 
+// A full segment is synced before the next one starts, under every policy (also `never`), and a
+// roll that fails undoes nothing that was acknowledged and leaves no stray segment behind.
+TEST(ServerApiTest, RollingASegmentSyncsItUnderEveryPolicyAndAFailedRollLosesNothing) {
+  const std::string dir = TempDir("api-roll");
+  {
+    EventStoreServer s(kServer, dir, {"--fsync", "never", "--segment-bytes", "4096"},
+                       {std::string("LD_PRELOAD=") + FAULT_INJECT_LIB, "FAULT_CALLS=fdatasync",
+                        "FAULT_PATH=segment-", "FAULT_COUNT=1"});
+    ASSERT_GT(s.port(), 0);
+    httplib::Client c = s.Client();
+    const std::string body = json{{"type", "fill"}, {"data", std::string(1000, 'x')}}.dump();
+    int created = 0, refused = 0;
+    for (int i = 0; i < 8; ++i) {
+      const int status = Post(c, "/streams/r/events", body);
+      if (status == 201) ++created;
+      if (status == 503) ++refused;
+    }
+    // The roll's fdatasync (the only one under `never`) failed once: that append was refused,
+    // the others went through (the next roll synced).
+    EXPECT_EQ(refused, 1);
+    EXPECT_EQ(created, 7);
+    EXPECT_EQ(s.Stop(SIGKILL), -SIGKILL);
+  }
+  EventStoreServer again(kServer, dir);
+  ASSERT_GT(again.port(), 0) << "the log did not reopen after the failed roll";
+  httplib::Client c = again.Client();
+  auto r = c.Get("/streams/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["version"], 7) << r->body;
+}
+
 TEST(ServerApiTest, ServesTheApiOverTls) {
   const std::string dir = TempDir("api-tls");
   std::string out;
