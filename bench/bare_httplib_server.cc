@@ -24,8 +24,8 @@
 namespace {
 
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
-  std::fprintf(stderr, "%s: %s\nusage: %s [--listen HOST:PORT] [--threads N]\n", argv0,
-               why.c_str(), argv0);
+  std::fprintf(stderr, "%s: %s\nusage: %s [--listen HOST:PORT] [--threads N]\n", argv0, why.c_str(),
+               argv0);
   std::exit(2);
 }
 
