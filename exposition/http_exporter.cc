@@ -15,6 +15,20 @@ void UseExclusivePort(httplib::Server& server) {
   });
 }
 
+void MountHealth(httplib::Server& server, HealthFn health) {
+  server.Get("/healthz",
+             [health = std::move(health)](const httplib::Request&, httplib::Response& res) {
+               absl::Status s = health ? health() : absl::OkStatus();
+               if (s.ok()) {
+                 res.set_content("ok\n", "text/plain; charset=utf-8");
+               } else {
+                 res.status = 503;
+                 res.set_content(absl::StrCat("unavailable: ", s.message(), "\n"),
+                                 "text/plain; charset=utf-8");
+               }
+             });
+}
+
 void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handler,
                   HealthFn health) {
   server.Get("/metrics", [handler](const httplib::Request& req, httplib::Response& res) {
@@ -29,16 +43,7 @@ void MountMetrics(httplib::Server& server, std::shared_ptr<MetricsHandler> handl
       if (r.gzipped) res.set_header("Content-Encoding", "gzip");
     });
   });
-  server.Get("/healthz", [health](const httplib::Request&, httplib::Response& res) {
-    absl::Status s = health ? health() : absl::OkStatus();
-    if (s.ok()) {
-      res.set_content("ok\n", "text/plain; charset=utf-8");
-    } else {
-      res.status = 503;
-      res.set_content(absl::StrCat("unavailable: ", s.message(), "\n"),
-                      "text/plain; charset=utf-8");
-    }
-  });
+  MountHealth(server, std::move(health));
   auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.status = 405;
     res.set_header("Allow", "GET");

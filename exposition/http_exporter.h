@@ -19,6 +19,9 @@ namespace metrics::exposition {
 // with it). Called on a server thread for every health check.
 using HealthFn = std::function<absl::Status()>;
 
+// GET /healthz alone: "ok", or 503 and the reason `health` gives (always ok without one).
+void MountHealth(httplib::Server& server, HealthFn health);
+
 // GET /metrics (negotiated format, gzip when accepted) and GET /healthz ("ok", or 503 and the
 // reason `health` gives); other methods on them get 405 with "Allow: GET". Unknown paths get 404,
 // malformed requests 400 (cpp-httplib).

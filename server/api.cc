@@ -368,13 +368,7 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
   } else {
     // /healthz stays on the API's port too: load balancers check the port they send traffic to.
     EventStore* store = deps.store;
-    server.Get(std::string(kHealth), [store](const Request&, Response& res) {
-      absl::Status s = store->Health();
-      if (s.ok()) return res.set_content("ok\n", "text/plain; charset=utf-8");
-      res.status = 503;
-      res.set_content(absl::StrCat("unavailable: ", s.message(), "\n"),
-                      "text/plain; charset=utf-8");
-    });
+    metrics::exposition::MountHealth(server, [store] { return store->Health(); });
   }
 }
 

@@ -9,9 +9,9 @@ this only formats. The results file has one line per run of space-separated key=
 p99_us, stored, acked, metrics_sum, check)."""
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 
@@ -67,26 +67,13 @@ def read_results(path):
     return runs
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_commit():
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+# The machine header is bench-report.py's, so both reports describe a machine the same way.
+_spec = importlib.util.spec_from_file_location(
+    "bench_report", os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-report.py"))
+_bench_report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench_report)
+cpu_model = _bench_report.cpu_model
+git_commit = _bench_report.git_describe
 
 
 def n(v):
