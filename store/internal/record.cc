@@ -10,7 +10,8 @@ namespace {
 constexpr uint16_t kFramedBit = 1u << 15;
 constexpr uint16_t kEndsRequestBit = 1u << 14;
 constexpr uint16_t kStreamLengthMask = kEndsRequestBit - 1;
-constexpr uint16_t kHasIdBit = 1u << 15;  // in the type field
+constexpr uint16_t kHasIdBit = 1u << 15;              // in the type field
+constexpr uint64_t kSyncMarkBit = uint64_t{1} << 63;  // in the position field
 
 template <typename T>
 char* Put(char* p, T v) {
@@ -43,7 +44,7 @@ void AppendRecord(std::string* out, const RecordView& r) {
   out->resize(start + kFrameHeaderBytes + body);
   char* const frame = out->data() + start;
   char* p = frame + kFrameHeaderBytes;
-  p = Put<uint64_t>(p, r.position);
+  p = Put<uint64_t>(p, r.position | (r.sync_mark ? kSyncMarkBit : 0));
   p = Put<int64_t>(p, r.timestamp_ns);
   p = Put<uint64_t>(p, r.stream_version);
   p = Put<uint16_t>(p, static_cast<uint16_t>(r.stream.size() | kFramedBit |
@@ -56,6 +57,13 @@ void AppendRecord(std::string* out, const RecordView& r) {
   PutBytes(p, r.payload);
   Put<uint32_t>(frame, static_cast<uint32_t>(body));
   Put<uint32_t>(frame + 4, Crc32c(frame + kFrameHeaderBytes, body));
+}
+
+void SetSyncMark(char* frame) {
+  const uint32_t body = Get<uint32_t>(frame);
+  char* const b = frame + kFrameHeaderBytes;
+  Put<uint64_t>(b, Get<uint64_t>(b) | kSyncMarkBit);
+  Put<uint32_t>(frame + 4, Crc32c(b, body));
 }
 
 const char* ParseStatusName(ParseStatus s) {
@@ -84,7 +92,9 @@ ParseStatus ParseRecord(const char* data, size_t n, RecordView* out, size_t* fra
 
   const char* const end = b + body;
   RecordView r;
-  r.position = Get<uint64_t>(b);
+  const uint64_t position_field = Get<uint64_t>(b);
+  r.position = position_field & ~kSyncMarkBit;
+  r.sync_mark = (position_field & kSyncMarkBit) != 0;
   r.timestamp_ns = Get<int64_t>(b + 8);
   r.stream_version = Get<uint64_t>(b + 16);
   const char* p = b + 24;

@@ -2,9 +2,12 @@
 //
 // clang-format off
 //   frame  : u32 body_length | u32 crc32c(body) | body
-//   body   : u64 position | i64 timestamp_ns | u64 stream_version
+//   body   : u64 position_field | i64 timestamp_ns | u64 stream_version
 //            | u16 stream_field | stream | u16 type_field | type | [16 bytes id]
 //            | u32 payload_length | payload
+//   position_field: bit 63  sync mark: every byte of this segment before this record was durable
+//                           (fdatasynced) when the record was written (the durable watermark)
+//                   bits 0-62 position
 //   stream_field: bit 15  framed: the record carries a request boundary (set by every writer
 //                         since request framing; records without it each stand alone)
 //                 bit 14  ends_request: the last record of its Append() request
@@ -17,6 +20,10 @@
 // body_length exactly, so a zero-filled or random tail is never mistaken for a record. A request's
 // records are consecutive and written with one pwrite; recovery keeps a request only when its
 // ending record made it to disk (store/internal/segment_log.h), so an Append is all or nothing.
+// The sync mark costs no byte: the log sets it on the first record of a write that starts exactly
+// where the last successful fdatasync ended (every batch under kEveryBatch, the first after each
+// sync under kInterval), and recovery reads a bad record with a marked record after it as
+// corruption of durable data, one without as a torn tail.
 #pragma once
 
 #include <cstddef>
@@ -55,7 +62,15 @@ struct RecordView {
   // False for every record of a multi-event request but its last. Parsed records written before
   // request framing read as true: each was its own request.
   bool ends_request = true;
+  // The sync mark (position_field bit 63): everything before this record in its segment was durable
+  // when it was written.
+  bool sync_mark = false;
 };
+
+inline constexpr uint64_t kMaxPosition = (uint64_t{1} << 63) - 1;
+
+// Sets the sync mark of the frame at `frame` (a whole, valid frame) and rewrites its CRC.
+void SetSyncMark(char* frame);
 
 // Appends one framed record to *out. Lengths must be within the format limits (the store checks).
 void AppendRecord(std::string* out, const RecordView& r);

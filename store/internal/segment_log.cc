@@ -101,10 +101,24 @@ size_t FindValidRecordAfter(const std::string& data, size_t from, uint64_t last_
     if (body < kMinBodyBytes || body > n - o - kFrameHeaderBytes) continue;
     uint64_t pos = 0;
     for (int i = 7; i >= 0; --i) pos = pos << 8 | p[kFrameHeaderBytes + i];
+    pos &= kMaxPosition;  // without the sync mark
     if (pos <= last_good || pos - last_good > max_records) continue;
     RecordView r;
     size_t frame = 0;
     if (ParseRecord(data.data() + o, n - o, &r, &frame) == ParseStatus::kOk) return o;
+  }
+  return std::string::npos;
+}
+
+// Offset of a valid, sync-marked record after the bad one at `from`, or npos. Such a record was
+// written once everything before it was durable, so the bad record is not a torn write.
+size_t FindSyncMarkAfter(const std::string& data, size_t from, uint64_t last_good) {
+  for (size_t o = FindValidRecordAfter(data, from, last_good); o != std::string::npos;) {
+    RecordView r;
+    size_t frame = 0;
+    (void)ParseRecord(data.data() + o, data.size() - o, &r, &frame);
+    if (r.sync_mark) return o;
+    o = FindValidRecordAfter(data, o + frame - 1, last_good);
   }
   return std::string::npos;
 }
@@ -176,6 +190,7 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
           expected, i == 0 ? " (segments are missing at the start)" : " (a segment is missing)"));
     }
     if (auto s = ReadWholeFile(path, &data); !s.ok()) return s;
+    log->segments_.push_back({.first_position = segments[i].first, .path = path});
     // A request's records reach on_record only once its ending record has been read: a request
     // cut short by a crash is dropped whole, never in part.
     std::vector<RecordView> request;
@@ -224,7 +239,7 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
         if (!r.ends_request) continue;
         size_t at = request_offset;
         for (const RecordView& q : request) {
-          if (absl::Status s = on_record(q); !s.ok()) {
+          if (absl::Status s = on_record(q, i, log->segments_[i], at); !s.ok()) {
             return absl::DataLossError(
                 absl::StrCat("segment ", path, ": record at offset ", at, ": ", s.message()));
           }
@@ -241,11 +256,11 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
             "segment ", path, ": ", ParseStatusName(ps), " at offset ", offset, " of ", data.size(),
             " bytes, in a segment that is not the last (position ", expected, ")"));
       }
-      if (size_t next = FindValidRecordAfter(data, offset, expected - 1);
-          next != std::string::npos) {
-        return absl::DataLossError(absl::StrCat("segment ", path, ": ", ParseStatusName(ps),
-                                                " at offset ", offset, " (position ", expected,
-                                                ") followed by a valid record at offset ", next));
+      if (size_t mark = FindSyncMarkAfter(data, offset, expected - 1); mark != std::string::npos) {
+        return absl::DataLossError(absl::StrCat(
+            "segment ", path, ": ", ParseStatusName(ps), " at offset ", offset, " (position ",
+            expected, "), before the durable watermark: the record at offset ", mark,
+            " was written after every byte before it had been synced"));
       }
       // Torn tail: cut it off, with the whole records of its request before it.
       if (auto s = truncate(request.empty() ? offset : request_offset, ParseStatusName(ps));
@@ -276,6 +291,7 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
 
   if (segments.empty()) {
     log->current_path_ = Join(dir, SegmentName(1));
+    log->segments_.push_back({.first_position = 1, .path = log->current_path_});
     const int fd =
         ::open(log->current_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return Errno(errno, "create", log->current_path_);
@@ -285,6 +301,12 @@ absl::StatusOr<std::unique_ptr<SegmentLog>> SegmentLog::Open(const Options& opti
   }
   log->fd_ = ::open(log->current_path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (log->fd_ < 0) return Errno(errno, "open", log->current_path_);
+  // What recovery read may have come from the page cache (after a kill -9): sync it, so that the
+  // next write's sync mark tells the truth.
+  if (log->current_size_ > 0 && ::fdatasync(log->fd_) != 0) {
+    return Errno(errno, "fdatasync", log->current_path_);
+  }
+  log->synced_size_ = log->current_size_;
   return log;
 }
 
@@ -309,17 +331,23 @@ absl::Status SegmentLog::Roll(uint64_t first_position) {
   current_path_ = path;
   closed_bytes_ += current_size_;
   current_size_ = 0;
+  synced_size_ = 0;
+  segments_.push_back({.first_position = first_position, .path = path});
   return absl::OkStatus();
 }
 
-absl::Status SegmentLog::Append(std::string_view bytes, uint64_t first_position) {
+absl::Status SegmentLog::Append(std::string* buffer, uint64_t first_position) {
   if (fd_ < 0) return absl::FailedPreconditionError("segment log is closed");
+  const std::string_view bytes = *buffer;
   // Set first: when the roll fails, undoing this append must cut nothing (the segment holds only
   // acknowledged batches), not the previous append.
   append_start_ = current_size_;
   if (current_size_ > 0 && current_size_ + bytes.size() > options_.segment_bytes) {
     if (auto s = Roll(first_position); !s.ok()) return s;
     append_start_ = current_size_;
+  }
+  if (current_size_ == synced_size_ && bytes.size() >= kMinFrameBytes) {
+    SetSyncMark(buffer->data());
   }
   size_t done = 0;
   while (done < bytes.size()) {
@@ -341,12 +369,14 @@ absl::Status SegmentLog::UndoLastAppend() {
   if (::fdatasync(fd_) != 0)
     return Errno(errno, "fdatasync (undoing a failed append)", current_path_);
   current_size_ = append_start_;
+  synced_size_ = append_start_;
   return absl::OkStatus();
 }
 
 absl::Status SegmentLog::Sync() {
   if (fd_ < 0) return absl::FailedPreconditionError("segment log is closed");
   if (::fdatasync(fd_) != 0) return Errno(errno, "fdatasync", current_path_);
+  synced_size_ = current_size_;
   return absl::OkStatus();
 }
 
