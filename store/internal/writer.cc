@@ -56,11 +56,11 @@ bool SpinUntil(F done) {
 std::string Quote(std::string_view s) { return absl::StrCat("\"", absl::CHexEscape(AV(s)), "\""); }
 
 // An event id's 16 bytes as a map key: no heap allocation per id.
-absl::uint128 IdKey(std::string_view id) {
-  uint64_t hi = 0, lo = 0;
-  std::memcpy(&hi, id.data(), 8);
-  std::memcpy(&lo, id.data() + 8, 8);
-  return absl::MakeUint128(hi, lo);
+IdKey KeyOf(std::string_view id) {
+  IdKey k;
+  std::memcpy(&k.hi, id.data(), 8);
+  std::memcpy(&k.lo, id.data() + 8, 8);
+  return k;
 }
 
 }  // namespace
@@ -84,7 +84,7 @@ absl::Status Writer::Recover(const RecordView& r, size_t segment_index,
                                             " (position ", r.position, ")"));
   }
   e.version = r.stream_version;
-  if (!r.id.empty()) e.ids[IdKey(r.id)] = r.stream_version;
+  if (!r.id.empty()) e.ids[KeyOf(r.id)] = r.stream_version;
   last_timestamp_ = std::max(last_timestamp_, r.timestamp_ns);
   placed_.assign(1, {.stream = r.stream, .offset = 0});
   index_.Publish(
@@ -286,10 +286,10 @@ uint64_t Writer::PositionOf(const AppendRequest* r, uint64_t version) const {
 
 bool Writer::Duplicate(WriterStream& e, AppendRequest* r) {
   const std::vector<NewEvent>& events = *r->events;
-  auto first = e.ids.find(IdKey(events.front().id));
+  auto first = e.ids.find(KeyOf(events.front().id));
   bool same = first != e.ids.end();
   for (size_t i = 0; same && i < events.size(); ++i) {
-    auto it = e.ids.find(IdKey(events[i].id));
+    auto it = e.ids.find(KeyOf(events[i].id));
     same = it != e.ids.end() && it->second == first->second + i;
   }
   if (same) {
@@ -303,7 +303,7 @@ bool Writer::Duplicate(WriterStream& e, AppendRequest* r) {
     return true;
   }
   for (size_t i = 0; i < events.size(); ++i) {
-    if (auto it = e.ids.find(IdKey(events[i].id)); it != e.ids.end()) {
+    if (auto it = e.ids.find(KeyOf(events[i].id)); it != e.ids.end()) {
       r->status = absl::FailedPreconditionError(absl::StrCat(
           "event #", i, "'s id is already in stream ", Quote(r->stream), " at version ", it->second,
           ", but not as this same run of events: nothing written"));
@@ -372,7 +372,7 @@ void Writer::ProcessBatch(AppendRequest** reqs, size_t n) {
     r->result.last_stream_version = version;
     if (!r->events->front().id.empty()) {
       uint64_t v = r->prev_version;
-      for (const NewEvent& ev : *r->events) e->ids[IdKey(ev.id)] = ++v;
+      for (const NewEvent& ev : *r->events) e->ids[KeyOf(ev.id)] = ++v;
     }
     e->version = version;
     payload += r->payload_bytes;
@@ -421,7 +421,7 @@ void Writer::ProcessBatch(AppendRequest** reqs, size_t n) {
         for (auto it = accepted_.rbegin(); it != accepted_.rend(); ++it) {
           (*it)->entry->version = (*it)->prev_version;
           for (const NewEvent& ev : *(*it)->events) {
-            if (!ev.id.empty()) (*it)->entry->ids.erase(IdKey(ev.id));
+            if (!ev.id.empty()) (*it)->entry->ids.erase(KeyOf(ev.id));
           }
           (*it)->status = outcome;
         }
