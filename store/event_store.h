@@ -23,10 +23,11 @@
 //
 // Files (data_dir; store/internal/segment_log.h): segment-<first position, 20 digits>.log, each a
 // run of records framed as  u32 length | u32 CRC32C | body  (store/internal/record.h). Open replays
-// all of them: a torn tail is truncated and reported (stderr,
+// all of them: a torn tail past the durable watermark is truncated and reported (stderr,
 // event_store_recovery_truncated_bytes_total and recovery()), any other corruption fails Open with
-// DataLoss naming the file and offset. All events are also kept in memory, so reads never touch
-// the disk.
+// DataLoss naming the file and offset. Payloads stay on disk: memory holds an index (each event's
+// segment offset, each stream's positions: about 20 bytes per event, plus ~40-50 per event id),
+// and reads pread the records back (store/internal/index.h).
 //
 // Metrics (only with StoreOptions::registry; see store/README.md for the exact definitions):
 //   events_stored_total{event_type}   events_stored_bytes_total   event_store_size_bytes
@@ -128,8 +129,8 @@ struct NewEvent {
   // Empty, or 16 bytes (a UUID) that identify the event for idempotent retries: an Append whose
   // events the stream already holds as a consecutive run with these ids, in this order, writes
   // nothing and returns their positions (AppendResult::duplicate). Ids are per stream and
-  // remembered as long as the store holds the stream (rebuilt by recovery; ~50 bytes each in
-  // memory). In one Append, every event has an id or none.
+  // remembered as long as the store holds the stream (rebuilt by recovery; 40-50 bytes each in
+  // memory, see store/README.md). In one Append, every event has an id or none.
   std::string id;
 };
 

@@ -8,7 +8,7 @@ PACKAGES=(
   libabsl-dev libconcurrentqueue-dev libcpp-httplib-dev zlib1g-dev libssl-dev openssl nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev prometheus prometheus-pushgateway python3 python3-prometheus-client
-  clang-format valgrind wrk
+  clang clang-format valgrind wrk
 )
 
 missing=()

@@ -2,7 +2,9 @@
 # The whole test suite on a fresh Debian 12 machine: installs what is missing, then
 #   1. Release build: every test (unit, concurrency, install/find_package, interop);
 #   2. ThreadSanitizer build: the concurrency tests;
-#   3. AddressSanitizer + UBSan build: the unit and concurrency tests.
+#   3. AddressSanitizer + UBSan build: the unit and concurrency tests;
+#   4. clang Debug build with -Wthread-safety as an error (the store's lock annotations,
+#      store/internal/mutex.h) and assertions on: the store's tests.
 # Usage: tools/run-tests.sh [--quick]   (--quick: the Release build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +34,12 @@ if [ "${1:-}" != "--quick" ]; then
     run build-tsan "concurrency" "${common[@]}" -DMETRICS_SANITIZE=thread
   UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1" ASAN_OPTIONS="detect_leaks=1" \
     run build-asan "unit|concurrency" "${common[@]}" -DMETRICS_SANITIZE=address,undefined
+  echo "=== build-clang: configure and build (clang, Debug, -Werror=thread-safety)"
+  cmake -S . -B build-clang -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=Debug -DMETRICS_BUILD_BENCH=OFF -DMETRICS_BUILD_SERVER=OFF \
+    "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" >/dev/null
+  cmake --build build-clang -j "$jobs"
+  echo "=== build-clang: test (the store's: ctest -R '^Store')"
+  ctest --test-dir build-clang -R '^Store' --output-on-failure -j "$jobs" --timeout 900
 fi
 echo "=== all test runs passed in $(( $(date +%s) - start )) s"
