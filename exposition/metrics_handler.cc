@@ -36,7 +36,14 @@ MetricsHandler::MetricsHandler(std::vector<const Registry*> registries, Options 
                      .AddHistogram({.name = "metrics_scrape_duration_seconds",
                                     .help = "Time to collect, render and compress one scrape."},
                                    ScrapeBuckets())
-                     ->Bind({})) {}
+                     ->Bind({})) {
+  if (options_.process_metrics) {
+    absl::Status s = process_.AddCollector(std::make_shared<ProcessCollector>());
+    if (!s.ok()) {  // cannot happen: a fresh registry, fixed valid names
+      std::fprintf(stderr, "metrics: process metrics: %s\n", std::string(s.message()).c_str());
+    }
+  }
+}
 
 Snapshot MetricsHandler::Collect() const {
   Snapshot snap = self_.Collect();
@@ -47,7 +54,8 @@ Snapshot MetricsHandler::Collect() const {
                    dropped);
     }
   }
-  if (options_.process_metrics) AppendProcessMetrics(&snap);
+  // Last, and quietly, as before they were a collector: a registry's own process_* family wins.
+  if (options_.process_metrics) MergeSnapshot(process_.Collect(), &snap);
   return snap;
 }
 

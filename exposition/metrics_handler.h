@@ -26,6 +26,8 @@ struct ScrapeResult {
 class MetricsHandler {
  public:
   struct Options {
+    // Expose process_* metrics (exposition/process_metrics.h's ProcessCollector, on a registry of
+    // the handler's own, merged after the given registries).
     bool process_metrics = true;
   };
   // The registries must outlive the handler.
@@ -48,6 +50,7 @@ class MetricsHandler {
   std::vector<const Registry*> registries_;
   Options options_;
   Registry self_;
+  Registry process_;  // holds the ProcessCollector when options_.process_metrics
   CounterFamily scrapes_;
   Histogram duration_;
   std::mutex mu_;
