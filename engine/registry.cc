@@ -588,7 +588,24 @@ Snapshot Registry::Collect() const {
         [](const FamilySnapshot& f, std::string_view n) { return f.desc->name < n; });
     snap.families.insert(pos, std::move(overflow));
   }
+  if (internal::ShardAllocationFailures() > 0) AppendShardAllocationFailures(&snap);
   return snap;
+}
+
+void AppendShardAllocationFailures(Snapshot* snap) {
+  auto pos = std::lower_bound(
+      snap->families.begin(), snap->families.end(), kShardAllocationFailuresFamily,
+      [](const FamilySnapshot& f, std::string_view n) { return f.desc->name < n; });
+  if (pos != snap->families.end() && pos->desc->name == kShardAllocationFailuresFamily) return;
+  static const std::shared_ptr<const FamilyDesc>* desc =
+      new std::shared_ptr<const FamilyDesc>(std::make_shared<const FamilyDesc>(FamilyDesc{
+          .name = std::string(kShardAllocationFailuresFamily),
+          .help = "Threads that could not map a metrics shard; their metric writes are lost.",
+          .type = MetricType::kCounter}));
+  FamilySnapshot f;
+  f.desc = *desc;
+  AppendSample(f, {}, 0).int_value = internal::ShardAllocationFailures();
+  snap->families.insert(pos, std::move(f));
 }
 
 }  // namespace metrics

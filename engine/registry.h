@@ -153,10 +153,15 @@ using GaugeFamily = Family<Gauge>;
 using HistogramFamily = Family<Histogram>;
 using InfoFamily = Family<Info>;
 
-// Name of the counter of threads whose shard could not be mapped (engine/internal/cells.h): it is
-// in every Collect() once non-zero.
+// The counter of threads whose shard could not be mapped, whose writes go to a sink
+// (engine/internal/cells.h). Process-wide: every Registry::Collect() reports it once it is
+// non-zero (so snapshots of healthy processes keep their shape); MetricsHandler always does.
 inline constexpr std::string_view kShardAllocationFailuresFamily =
     "metrics_shard_allocation_failures_total";
+
+// Inserts kShardAllocationFailuresFamily with its current value (0 included) into a snapshot
+// sorted by name, unless it is there already.
+void AppendShardAllocationFailures(Snapshot* snapshot);
 
 class Registry {
  public:

@@ -22,7 +22,8 @@ struct ScrapeResult {
 // never blocked (Registry::Collect only reads their cells).
 //
 // Its own metrics, exposed with the rest: metrics_scrapes_total{format} and
-// metrics_scrape_duration_seconds (collect + render + compress).
+// metrics_scrape_duration_seconds (collect + render + compress); and, always (0 included),
+// the engine's metrics_shard_allocation_failures_total (engine/registry.h).
 class MetricsHandler {
  public:
   struct Options {
