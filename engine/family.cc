@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,9 +34,13 @@ struct FamilyIndices {
     free.pop_back();
     return i;
   }
-  void Give(uint32_t i) {
+  // Runs in ~FamilyImpl: never throws (out of memory, the index is just not reused).
+  void Give(uint32_t i) noexcept {
     std::lock_guard<std::mutex> lock(mu);
-    free.push_back(i);
+    try {
+      free.push_back(i);
+    } catch (const std::bad_alloc&) {
+    }
   }
 };
 }  // namespace

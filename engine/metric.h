@@ -120,6 +120,19 @@ class Gauge {
   internal::SeriesPtr series_;
 };
 
+// One series of an Info family (OpenMetrics' info type): the information is in its labels and its
+// value is always 1. Holding the handle only keeps the series alive, as for the other handles;
+// there is nothing to write. Thread-safe (immutable).
+class Info {
+ public:
+  Info() = default;
+  explicit Info(internal::SeriesPtr s) : series_(std::move(s)) {}
+
+ private:
+  friend struct internal::HandleAccess;
+  internal::SeriesPtr series_;
+};
+
 namespace internal {
 // Written by default-constructed gauges; never reported.
 inline std::atomic<uint64_t> gauge_sink{0};

@@ -1,6 +1,8 @@
 #include "engine/registry.h"
 
 #include <algorithm>
+#include <cassert>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -19,8 +21,72 @@ const char* TypeName(MetricType t) {
       return "gauge";
     case MetricType::kHistogram:
       return "histogram";
+    case MetricType::kInfo:
+      return "info";
   }
   return "unknown";
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// The names a family is exposed under, in either format (the rule is in registry.h).
+std::vector<std::string> ClaimedNames(const FamilyDesc& d) {
+  const std::string& n = d.name;
+  switch (d.type) {
+    case MetricType::kCounter:
+      if (EndsWith(n, "_total")) return {n, n.substr(0, n.size() - 6)};
+      return {n, n + "_total"};
+    case MetricType::kGauge:
+      return {n};
+    case MetricType::kHistogram:
+      return {n, n + "_bucket", n + "_sum", n + "_count"};
+    case MetricType::kInfo:
+      return {n, n + "_info"};
+  }
+  return {n};
+}
+
+// The checks every registration shares: name, help, labels, unit and the type's naming rules.
+absl::Status ValidateDesc(const FamilyDesc& desc, const std::vector<std::string_view>& reserved) {
+  if (absl::Status s = ValidateMetricName(desc.name); !s.ok()) return s;
+  if (!IsValidUtf8(desc.help)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("family \"", desc.name, "\": help text is not valid UTF-8"));
+  }
+  if (absl::Status s = ValidateLabels(desc.name, desc.label_names, desc.const_labels, reserved);
+      !s.ok()) {
+    return s;
+  }
+  if (desc.type == MetricType::kInfo && EndsWith(desc.name, "_info")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "info \"", desc.name, "\": give the name without \"_info\" (it is exposed as \"", desc.name,
+        "_info\")"));
+  }
+  if (!desc.unit.empty()) {
+    if (desc.type == MetricType::kInfo) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("info \"", desc.name, "\": info families have no unit"));
+    }
+    for (char c : desc.unit) {
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == ':')) {
+        return absl::InvalidArgumentError(absl::StrCat("family \"", desc.name, "\": unit \"",
+                                                       desc.unit,
+                                                       "\" has a character outside [a-zA-Z0-9_:]"));
+      }
+    }
+    std::string_view om_name = desc.name;
+    if (desc.type == MetricType::kCounter && EndsWith(om_name, "_total")) om_name.remove_suffix(6);
+    if (!EndsWith(om_name, absl::StrCat("_", desc.unit))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("family \"", desc.name, "\": OpenMetrics requires the name",
+                       desc.type == MetricType::kCounter ? " (without \"_total\")" : "",
+                       " to end with \"_", desc.unit, "\" for unit \"", desc.unit, "\""));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Names what differs between an existing definition and a new one, for the AlreadyExists message.
@@ -32,6 +98,7 @@ std::string Difference(const FamilyDesc& a, const FamilyDesc& b) {
                         absl::StrJoin(b.label_names, ","), "]");
   }
   if (a.const_labels != b.const_labels) return "constant labels differ";
+  if (a.unit != b.unit) return absl::StrCat("unit \"", a.unit, "\" vs \"", b.unit, "\"");
   if (a.histogram && b.histogram && !(a.histogram->config() == b.histogram->config())) {
     return "histogram buckets, schema or range differ";
   }
@@ -39,6 +106,47 @@ std::string Difference(const FamilyDesc& a, const FamilyDesc& b) {
 }
 
 constexpr std::string_view kOverflowFamily = "metrics_cardinality_overflow_total";
+
+// Names the registry exposes itself; a registration claiming any of them is refused.
+absl::Status CheckReserved(const FamilyDesc& desc) {
+  for (std::string_view own : {kOverflowFamily, kShardAllocationFailuresFamily}) {
+    FamilyDesc d{.name = std::string(own), .type = MetricType::kCounter};
+    for (const std::string& mine : ClaimedNames(desc)) {
+      for (const std::string& theirs : ClaimedNames(d)) {
+        if (mine == theirs) {
+          return absl::InvalidArgumentError(absl::StrCat("metric name \"", desc.name,
+                                                         "\" clashes with \"", internal::AV(own),
+                                                         "\", a name used by the registry itself"));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The registry whose callbacks (funcs, collectors) the calling thread is running, if any.
+thread_local const Registry* tls_collecting = nullptr;
+
+struct CollectingScope {
+  explicit CollectingScope(const Registry* r) : saved(std::exchange(tls_collecting, r)) {}
+  ~CollectingScope() { tls_collecting = saved; }
+  const Registry* saved;
+};
+
+// Whether a collector's family fits its declaration: the writers index by these shapes.
+bool WellFormed(const FamilySnapshot& f, const FamilyDesc& declared) {
+  for (const SeriesSample& s : f.samples) {
+    if (s.label_values == nullptr || s.label_values->size() != declared.label_names.size()) {
+      return false;
+    }
+  }
+  if (declared.type != MetricType::kHistogram) return true;
+  if (declared.histogram == nullptr || f.histograms.size() != f.samples.size()) return false;
+  for (const HistogramSample& h : f.histograms) {
+    if (h.cumulative.size() != declared.histogram->boundaries().size() + 1) return false;
+  }
+  return true;
+}
 
 // Runs of non-zero counts among counts[lo..hi], bucket index = i_lo + position.
 NativeBuckets ToSpans(int32_t i_lo, const std::vector<uint64_t>& counts, int32_t lo, int32_t hi) {
@@ -115,22 +223,44 @@ void CollectHistograms(const internal::HistogramLayout& layout,
 
 }  // namespace
 
+absl::Status Registry::NotInCallback(std::string_view what) const {
+  if (tls_collecting != this) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      internal::AV(what), " called from a func or collector callback of the same registry"));
+}
+
+absl::Status Registry::CheckClaimsLocked(const FamilyDesc& desc) const {
+  for (const std::string& name : ClaimedNames(desc)) {
+    auto it = claims_.find(name);
+    if (it == claims_.end()) continue;
+    if (it->second == desc.name) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("metric \"", desc.name, "\" is already registered with another definition"));
+    }
+    return absl::AlreadyExistsError(
+        absl::StrCat("metric \"", desc.name, "\" (", TypeName(desc.type), ") clashes with \"",
+                     it->second, "\": both are exposed as \"", name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+void Registry::ClaimLocked(const FamilyDesc& desc) {
+  for (std::string& name : ClaimedNames(desc)) claims_.emplace(std::move(name), desc.name);
+}
+
+void Registry::UnclaimLocked(const FamilyDesc& desc) {
+  for (const std::string& name : ClaimedNames(desc)) {
+    auto it = claims_.find(name);
+    if (it != claims_.end() && it->second == desc.name) claims_.erase(it);
+  }
+}
+
 absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> Registry::AddFamily(
     FamilyDesc desc, uint32_t cells, size_t max_series,
     const std::vector<std::string_view>& reserved) {
-  if (absl::Status s = ValidateMetricName(desc.name); !s.ok()) return s;
-  if (desc.name == kOverflowFamily) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metric name \"", desc.name, "\" is used by the registry"));
-  }
-  if (!IsValidUtf8(desc.help)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("family \"", desc.name, "\": help text is not valid UTF-8"));
-  }
-  if (absl::Status s = ValidateLabels(desc.name, desc.label_names, desc.const_labels, reserved);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = NotInCallback("registration"); !s.ok()) return s;
+  if (absl::Status s = ValidateDesc(desc, reserved); !s.ok()) return s;
+  if (absl::Status s = CheckReserved(desc); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = families_.find(desc.name);
   if (it != families_.end()) {
@@ -139,6 +269,7 @@ absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> Registry::AddFamily(
     return absl::AlreadyExistsError(absl::StrCat(
         "metric \"", desc.name, "\" is already registered with another definition: ", diff));
   }
+  if (absl::Status s = CheckClaimsLocked(desc); !s.ok()) return s;
   auto impl = std::make_shared<internal::FamilyImpl>(
       std::make_shared<const FamilyDesc>(std::move(desc)), cells, max_series);
   if (!impl->ok()) {
@@ -146,21 +277,141 @@ absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> Registry::AddFamily(
         absl::StrCat("metric cell space exhausted: cannot register \"", impl->desc().name, "\""));
   }
   families_.emplace(impl->desc().name, impl);
+  ClaimLocked(impl->desc());
   return impl;
 }
 
+absl::Status Registry::AddFunc(FamilyDesc desc, std::function<double()> read) {
+  if (absl::Status s = NotInCallback("registration"); !s.ok()) return s;
+  if (!desc.label_names.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "func family \"", desc.name, "\" has one series: constant labels only, no label names"));
+  }
+  if (!read) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("func family \"", desc.name, "\": no callback given"));
+  }
+  if (absl::Status s = ValidateDesc(desc, {}); !s.ok()) return s;
+  if (absl::Status s = CheckReserved(desc); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (absl::Status s = CheckClaimsLocked(desc); !s.ok()) return s;
+  auto f = std::make_shared<FuncFamily>(
+      FuncFamily{std::make_shared<const FamilyDesc>(std::move(desc)), std::move(read)});
+  ClaimLocked(*f->desc);
+  funcs_.emplace(f->desc->name, std::move(f));
+  return absl::OkStatus();
+}
+
+absl::Status Registry::AddGaugeFunc(const FamilyOptions& o, std::function<double()> read) {
+  return AddFunc({.name = o.name,
+                  .help = o.help,
+                  .type = MetricType::kGauge,
+                  .label_names = o.label_names,
+                  .const_labels = o.const_labels,
+                  .unit = o.unit},
+                 std::move(read));
+}
+
+absl::Status Registry::AddCounterFunc(const FamilyOptions& o, std::function<double()> read) {
+  return AddFunc({.name = o.name,
+                  .help = o.help,
+                  .type = MetricType::kCounter,
+                  .label_names = o.label_names,
+                  .const_labels = o.const_labels,
+                  .unit = o.unit},
+                 std::move(read));
+}
+
+absl::Status Registry::AddCollector(std::shared_ptr<const Collector> collector) {
+  if (absl::Status s = NotInCallback("registration"); !s.ok()) return s;
+  if (collector == nullptr) return absl::InvalidArgumentError("null collector");
+  auto entry = std::make_shared<CollectorEntry>();
+  entry->collector = collector;
+  for (FamilyDesc& d : collector->Describe()) {
+    std::vector<std::string_view> reserved;
+    if (d.type == MetricType::kHistogram) {
+      reserved.push_back("le");
+      if (d.histogram == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("collector histogram \"", d.name, "\" declares no bucket layout"));
+      }
+    }
+    if (absl::Status s = ValidateDesc(d, reserved); !s.ok()) return s;
+    if (absl::Status s = CheckReserved(d); !s.ok()) return s;
+    entry->descs.push_back(std::make_shared<const FamilyDesc>(std::move(d)));
+  }
+  std::sort(entry->descs.begin(), entry->descs.end(),
+            [](const auto& a, const auto& b) { return a->name < b->name; });
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& c : collectors_) {
+    if (c->collector == collector) {
+      return absl::AlreadyExistsError("this collector is already registered");
+    }
+  }
+  // Claimed one by one, so that two declared families that clash with each other are caught too;
+  // undone on error.
+  for (size_t i = 0; i < entry->descs.size(); ++i) {
+    if (absl::Status s = CheckClaimsLocked(*entry->descs[i]); !s.ok()) {
+      for (size_t j = 0; j < i; ++j) UnclaimLocked(*entry->descs[j]);
+      return s;
+    }
+    ClaimLocked(*entry->descs[i]);
+  }
+  collectors_.push_back(std::move(entry));
+  return absl::OkStatus();
+}
+
+absl::Status Registry::RemoveCollector(const Collector* collector) {
+  if (absl::Status s = NotInCallback("RemoveCollector"); !s.ok()) return s;
+  std::shared_ptr<const CollectorEntry> gone;
+  {
+    // The scrape mutex first: once this returns, no Collect is still running the collector.
+    std::lock_guard<std::mutex> collect_lock(collect_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = std::find_if(collectors_.begin(), collectors_.end(),
+                           [&](const auto& c) { return c->collector.get() == collector; });
+    if (it == collectors_.end()) return absl::NotFoundError("collector not registered");
+    gone = std::move(*it);
+    collectors_.erase(it);
+    for (const auto& d : gone->descs) UnclaimLocked(*d);
+  }
+  return absl::OkStatus();  // `gone` may hold the last reference: destroyed outside the locks
+}
+
 absl::StatusOr<CounterFamily> Registry::AddCounter(const FamilyOptions& o) {
-  auto impl = AddFamily({o.name, o.help, MetricType::kCounter, o.label_names, o.const_labels},
+  auto impl = AddFamily({.name = o.name,
+                         .help = o.help,
+                         .type = MetricType::kCounter,
+                         .label_names = o.label_names,
+                         .const_labels = o.const_labels,
+                         .unit = o.unit},
                         Counter::kCells, o.max_series, {});
   if (!impl.ok()) return impl.status();
   return CounterFamily(*std::move(impl));
 }
 
 absl::StatusOr<GaugeFamily> Registry::AddGauge(const FamilyOptions& o) {
-  auto impl = AddFamily({o.name, o.help, MetricType::kGauge, o.label_names, o.const_labels}, 0,
-                        o.max_series, {});
+  auto impl = AddFamily({.name = o.name,
+                         .help = o.help,
+                         .type = MetricType::kGauge,
+                         .label_names = o.label_names,
+                         .const_labels = o.const_labels,
+                         .unit = o.unit},
+                        0, o.max_series, {});
   if (!impl.ok()) return impl.status();
   return GaugeFamily(*std::move(impl));
+}
+
+absl::StatusOr<InfoFamily> Registry::AddInfo(const FamilyOptions& o) {
+  auto impl = AddFamily({.name = o.name,
+                         .help = o.help,
+                         .type = MetricType::kInfo,
+                         .label_names = o.label_names,
+                         .const_labels = o.const_labels,
+                         .unit = o.unit},
+                        0, o.max_series, {});
+  if (!impl.ok()) return impl.status();
+  return InfoFamily(*std::move(impl));
 }
 
 absl::StatusOr<HistogramFamily> Registry::AddHistogram(const FamilyOptions& o,
@@ -170,7 +421,13 @@ absl::StatusOr<HistogramFamily> Registry::AddHistogram(const FamilyOptions& o,
     return absl::InvalidArgumentError(
         absl::StrCat("histogram \"", o.name, "\": ", layout.status().message()));
   }
-  FamilyDesc desc{o.name, o.help, MetricType::kHistogram, o.label_names, o.const_labels, *layout};
+  FamilyDesc desc{.name = o.name,
+                  .help = o.help,
+                  .type = MetricType::kHistogram,
+                  .label_names = o.label_names,
+                  .const_labels = o.const_labels,
+                  .histogram = *layout,
+                  .unit = o.unit};
   auto impl = AddFamily(std::move(desc), (*layout)->num_cells(), o.max_series, {"le"});
   if (!impl.ok()) return impl.status();
   return HistogramFamily(*std::move(impl));
@@ -186,28 +443,47 @@ Registry::~Registry() {
 }
 
 absl::Status Registry::Remove(std::string_view name) {
+  if (absl::Status s = NotInCallback("Remove"); !s.ok()) return s;
   std::shared_ptr<internal::FamilyImpl> impl;
+  std::shared_ptr<const FuncFamily> func;
   {
+    // The scrape mutex first: once this returns, no Collect is still running a removed func.
+    std::lock_guard<std::mutex> collect_lock(collect_mu_);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = families_.find(name);
-    if (it == families_.end())
+    if (auto it = families_.find(name); it != families_.end()) {
+      impl = std::move(it->second);
+      families_.erase(it);
+      UnclaimLocked(impl->desc());
+    } else if (auto f = funcs_.find(name); f != funcs_.end()) {
+      func = std::move(f->second);
+      funcs_.erase(f);
+      UnclaimLocked(*func->desc);
+    } else {
       return absl::NotFoundError(absl::StrCat("no metric named \"", internal::AV(name), "\""));
-    impl = std::move(it->second);
-    families_.erase(it);
+    }
   }
-  impl->RemoveAll();
-  return absl::OkStatus();
+  if (impl != nullptr) impl->RemoveAll();
+  return absl::OkStatus();  // `func` may hold the callback's last reference: freed unlocked
 }
 
 Snapshot Registry::Collect() const {
+  if (tls_collecting == this) {
+    assert(false && "Registry::Collect called from one of its own func or collector callbacks");
+    return Snapshot();
+  }
   // One Collect at a time: two overlapping ones could otherwise finish out of order and hand a
   // caller a lower counter value than the one before.
   std::lock_guard<std::mutex> collect_lock(collect_mu_);
   std::vector<std::shared_ptr<internal::FamilyImpl>> families;
+  std::vector<std::shared_ptr<const FuncFamily>> funcs;
+  std::vector<std::shared_ptr<const CollectorEntry>> collectors;
   {
     std::lock_guard<std::mutex> lock(mu_);
     families.reserve(families_.size());
     for (const auto& [name, impl] : families_) families.push_back(impl);
+    funcs.reserve(funcs_.size());
+    for (const auto& [name, f] : funcs_) funcs.push_back(f);
+    collectors = collectors_;
   }
   // Shards created after this point hold only writes that happened after it; leaving them out is
   // the same as collecting a moment earlier.
@@ -245,6 +521,9 @@ Snapshot Registry::Collect() const {
       case MetricType::kHistogram:
         CollectHistograms(*fs.desc->histogram, series, shards, &fs.histograms);
         break;
+      case MetricType::kInfo:
+        for (SeriesSample& x : fs.samples) x.int_value = 1;
+        break;
     }
     if (uint64_t d = impl->diverted(); d > 0) {
       auto values = std::make_shared<const std::vector<std::string>>(1, impl->desc().name);
@@ -252,6 +531,50 @@ Snapshot Registry::Collect() const {
       overflow.owned_labels.push_back(std::move(values));
     }
   }
+
+  // Scrape-time families, outside mu_ (registration goes on) but under collect_mu_ (Remove waits).
+  {
+    CollectingScope scope(this);
+    for (const auto& f : funcs) {
+      double v;
+      try {
+        v = f->read();
+      } catch (...) {
+        continue;  // documented: the family sits this scrape out
+      }
+      AppendSample(AppendFamily(snap.families, f->desc), {}, v);
+    }
+    std::vector<FamilySnapshot> out;
+    for (const auto& c : collectors) {
+      out.clear();
+      try {
+        c->collector->Collect(out);
+      } catch (...) {
+        continue;
+      }
+      for (FamilySnapshot& f : out) {
+        auto d = f.desc == nullptr
+                     ? c->descs.end()
+                     : std::lower_bound(c->descs.begin(), c->descs.end(), f.desc->name,
+                                        [](const auto& a, const auto& n) { return a->name < n; });
+        const bool ok = d != c->descs.end() && (*d)->name == f.desc->name && WellFormed(f, **d);
+        assert(ok && "Collector::Collect: a family not declared by Describe, or malformed");
+        if (!ok) continue;
+        f.desc = *d;
+        snap.families.push_back(std::move(f));
+      }
+    }
+  }
+  std::stable_sort(
+      snap.families.begin(), snap.families.end(),
+      [](const FamilySnapshot& a, const FamilySnapshot& b) { return a.desc->name < b.desc->name; });
+  // A collector that sent a family twice: keep the first.
+  snap.families.erase(std::unique(snap.families.begin(), snap.families.end(),
+                                  [](const FamilySnapshot& a, const FamilySnapshot& b) {
+                                    return a.desc->name == b.desc->name;
+                                  }),
+                      snap.families.end());
+
   if (!overflow.samples.empty()) {
     auto overflow_desc = std::make_shared<FamilyDesc>();
     overflow_desc->name = std::string(kOverflowFamily);
@@ -265,7 +588,24 @@ Snapshot Registry::Collect() const {
         [](const FamilySnapshot& f, std::string_view n) { return f.desc->name < n; });
     snap.families.insert(pos, std::move(overflow));
   }
+  if (internal::ShardAllocationFailures() > 0) AppendShardAllocationFailures(&snap);
   return snap;
+}
+
+void AppendShardAllocationFailures(Snapshot* snap) {
+  auto pos = std::lower_bound(
+      snap->families.begin(), snap->families.end(), kShardAllocationFailuresFamily,
+      [](const FamilySnapshot& f, std::string_view n) { return f.desc->name < n; });
+  if (pos != snap->families.end() && pos->desc->name == kShardAllocationFailuresFamily) return;
+  static const std::shared_ptr<const FamilyDesc>* desc =
+      new std::shared_ptr<const FamilyDesc>(std::make_shared<const FamilyDesc>(FamilyDesc{
+          .name = std::string(kShardAllocationFailuresFamily),
+          .help = "Threads that could not map a metrics shard; their metric writes are lost.",
+          .type = MetricType::kCounter}));
+  FamilySnapshot f;
+  f.desc = *desc;
+  AppendSample(f, {}, 0).int_value = internal::ShardAllocationFailures();
+  snap->families.insert(pos, std::move(f));
 }
 
 }  // namespace metrics

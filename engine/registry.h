@@ -14,9 +14,31 @@
 // Thread-safe: every method may be called from any thread. Registration, Bind and Remove take
 // mutexes; handles' Inc/Add never do; WithLabelValues takes one only on a calling thread's first
 // use of a label set.
+//
+// Besides the sharded families, a registry holds families computed at scrape time: GaugeFunc and
+// CounterFunc (one value read by a callback) and Collectors (any number of families). Their
+// callbacks run in Collect() (callback contract at AddGaugeFunc).
+//
+// Name clashes. Every family claims the names it is exposed under, in either format:
+// clang-format off
+//   counter   n   claims  n, n_total          (n without "_total" is its OpenMetrics name)
+//   counter   n_total     n_total, n
+//   gauge     n   claims  n
+//   histogram n   claims  n, n_bucket, n_sum, n_count
+//   info      n   claims  n, n_info           (text 0.0.4 exposes it as the gauge n_info)
+// clang-format on
+// A registration whose claims meet any claim of a family, func or collector already registered
+// (or of the registry's own metrics_cardinality_overflow_total and
+// metrics_shard_allocation_failures_total) is refused, naming both: AlreadyExists, or
+// InvalidArgument for the registry's own names. So a histogram "x" and a counter or gauge
+// "x_count", "x_sum" or "x_bucket" cannot coexist (in either order), nor a counter "x" and anything
+// named "x_total", nor a counter "x_total" and a gauge "x", nor an info "x" and anything named
+// "x_info". The one exception: registering a family again with an identical definition returns the
+// existing one.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,6 +67,31 @@ struct FamilyOptions {
   // value is
   // "__overflow__", and counted in metrics_cardinality_overflow_total{family="<name>"}.
   size_t max_series = kDefaultMaxSeries;
+  // OpenMetrics unit, e.g. "seconds": the name (a counter's without its "_total") must end with
+  // "_<unit>", else InvalidArgument. Printed only in OpenMetrics ("# UNIT" after "# TYPE"). Info
+  // families have none.
+  std::string unit;
+};
+
+// Families computed at scrape time, e.g. from /proc or from another library's own counters.
+//
+// Thread contract: Describe() is called once, in AddCollector. Collect() is called by every
+// Registry::Collect() on the scraping thread, one scrape at a time per registry, under no lock a
+// metric writer takes; it must not register into, remove from or collect the registry it is
+// registered in (FailedPrecondition / an empty snapshot), and should be quick (it delays the
+// scrape, never a writer).
+class Collector {
+ public:
+  virtual ~Collector() = default;
+  // The families Collect() may produce, fixed for the collector's lifetime. Each is checked like a
+  // registration (names, labels, unit, clashes with the registry's families).
+  virtual std::vector<FamilyDesc> Describe() const = 0;
+  // Appends this scrape's families (engine/snapshot.h has AppendFamily and AppendSample for that).
+  // Each family's desc needs only the right name: the registry replaces it with the declared
+  // one (type, help, labels, unit). A family that was not declared, has samples with the wrong
+  // number of label values, histograms that do not match the declared buckets, or comes twice is
+  // left out of the scrape (a debug build asserts on all but the last).
+  virtual void Collect(std::vector<FamilySnapshot>& out) const = 0;
 };
 
 // A family of series of one metric type, told apart by label values. A cheap, copyable reference to
@@ -104,6 +151,17 @@ class Family {
 using CounterFamily = Family<Counter>;
 using GaugeFamily = Family<Gauge>;
 using HistogramFamily = Family<Histogram>;
+using InfoFamily = Family<Info>;
+
+// The counter of threads whose shard could not be mapped, whose writes go to a sink
+// (engine/internal/cells.h). Process-wide: every Registry::Collect() reports it once it is
+// non-zero (so snapshots of healthy processes keep their shape); MetricsHandler always does.
+inline constexpr std::string_view kShardAllocationFailuresFamily =
+    "metrics_shard_allocation_failures_total";
+
+// Inserts kShardAllocationFailuresFamily with its current value (0 included) into a snapshot
+// sorted by name, unless it is there already.
+void AppendShardAllocationFailures(Snapshot* snapshot);
 
 class Registry {
  public:
@@ -125,23 +183,73 @@ class Registry {
   // label named "le".
   absl::StatusOr<HistogramFamily> AddHistogram(const FamilyOptions& options,
                                                const HistogramConfig& config = {});
+  // An info family: each series (label set) reports 1. Exposed as "# TYPE <name> info" with
+  // samples <name>_info{...} 1 in OpenMetrics, as the gauge <name>_info in text 0.0.4. Give the
+  // name without "_info" (InvalidArgument otherwise, and for a unit). Without label names its one
+  // series (its constant labels) is reported from registration on:
+  //   reg.AddInfo({.name = "eventstore_build", .help = "Build.",
+  //                .const_labels = {{"version", "1.2"}, {"revision", "abc"}}});
+  absl::StatusOr<InfoFamily> AddInfo(const FamilyOptions& options);
 
-  // Removes a whole family: gone from the next Collect(); its handles keep working on detached
-  // series.
+  // A gauge or counter of one series (constant labels only: label names are InvalidArgument) whose
+  // value `read` returns at scrape time, as client_golang's NewGaugeFunc / NewCounterFunc.
+  //
+  // Callback contract (also for Collector::Collect): it runs on the thread calling Collect(), one
+  // scrape at a time, under the registry's scrape mutex only, which no metric writer and no
+  // registration takes, so it may read handles, atomics and its own locks. It must not register
+  // into, Remove from or Collect this registry (those return FailedPrecondition, or an empty
+  // snapshot, when called from inside it). Once Remove(name) returns it is never called again.
+  // An exception it throws leaves its family out of that scrape. A CounterFunc must return a
+  // non-negative value that never decreases: one that goes backwards is the caller's bug, and
+  // Prometheus reads it as a counter reset.
+  absl::Status AddGaugeFunc(const FamilyOptions& options, std::function<double()> read);
+  absl::Status AddCounterFunc(const FamilyOptions& options, std::function<double()> read);
+
+  // Registers a collector: Describe()'s families are checked and claimed as one registration
+  // (nothing is registered on an error). The registry shares ownership until RemoveCollector.
+  absl::Status AddCollector(std::shared_ptr<const Collector> collector);
+  // NotFound if it is not registered. Once this returns, the collector is not called again.
+  absl::Status RemoveCollector(const Collector* collector);
+
+  // Removes a whole family or func family: gone from the next Collect(); a family's handles keep
+  // working on detached series.
   absl::Status Remove(std::string_view name);
 
-  // Sums every series over every thread shard. Never blocks writers; concurrent Collect calls are
-  // serialized so that each counter reads no lower than in the previous Collect.
+  // Sums every series over every thread shard, runs the funcs and collectors, and returns every
+  // family sorted by name. Never blocks writers; concurrent Collect calls are serialized so that
+  // each counter reads no lower than in the previous Collect.
   Snapshot Collect() const;
 
  private:
+  struct FuncFamily {
+    std::shared_ptr<const FamilyDesc> desc;
+    std::function<double()> read;
+  };
+  struct CollectorEntry {
+    std::shared_ptr<const Collector> collector;
+    std::vector<std::shared_ptr<const FamilyDesc>> descs;  // declared, sorted by name
+  };
+
   // Registers `desc` with `cells` cells per series.
   absl::StatusOr<std::shared_ptr<internal::FamilyImpl>> AddFamily(
       FamilyDesc desc, uint32_t cells, size_t max_series,
       const std::vector<std::string_view>& reserved);
+  absl::Status AddFunc(FamilyDesc desc, std::function<double()> read);
+  // FailedPrecondition when called from a callback of this registry's Collect.
+  absl::Status NotInCallback(std::string_view what) const;
+  // Requires mu_: AlreadyExists naming both when a name `desc` claims is taken.
+  absl::Status CheckClaimsLocked(const FamilyDesc& desc) const;
+  void ClaimLocked(const FamilyDesc& desc);
+  void UnclaimLocked(const FamilyDesc& desc);
 
+  // Lock order: collect_mu_, then mu_.
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<internal::FamilyImpl>, std::less<>> families_;
+  std::map<std::string, std::shared_ptr<const FuncFamily>, std::less<>> funcs_;
+  std::vector<std::shared_ptr<const CollectorEntry>> collectors_;
+  // Every name a registered family, func or declared collector family claims -> its name.
+  std::map<std::string, std::string, std::less<>> claims_;
+  // Held for a whole Collect (callbacks included) and by Remove/RemoveCollector.
   mutable std::mutex collect_mu_;
 };
 

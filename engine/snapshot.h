@@ -13,7 +13,9 @@
 
 namespace metrics {
 
-enum class MetricType { kCounter, kGauge, kHistogram };
+// kInfo: OpenMetrics' info type, a family whose series carry information in their labels and always
+// report 1 (text 0.0.4 exposes it as a gauge named <name>_info).
+enum class MetricType { kCounter, kGauge, kHistogram, kInfo };
 
 // What a family is: fixed at registration.
 struct FamilyDesc {
@@ -24,6 +26,9 @@ struct FamilyDesc {
   std::vector<std::pair<std::string, std::string>>
       const_labels;  // rendered before the variable labels
   std::shared_ptr<const internal::HistogramLayout> histogram;  // histograms only: buckets, schema
+  // OpenMetrics unit ("seconds", "bytes"), empty for none: the OpenMetrics family name ends with
+  // "_<unit>" (checked at registration); only OpenMetrics prints it, as "# UNIT".
+  std::string unit;
 };
 
 // Native buckets of one sign as Prometheus' protobuf wants them: spans of consecutive bucket
@@ -79,5 +84,25 @@ struct FamilySnapshot {
 struct Snapshot {
   std::vector<FamilySnapshot> families;  // sorted by name
 };
+
+// For collectors (engine/registry.h): appends a family with no samples yet.
+inline FamilySnapshot& AppendFamily(std::vector<FamilySnapshot>& out,
+                                    std::shared_ptr<const FamilyDesc> desc) {
+  FamilySnapshot& f = out.emplace_back();
+  f.desc = std::move(desc);
+  return f;
+}
+
+// For collectors: appends a counter or gauge sample whose label values (in label_names order) the
+// family snapshot keeps alive. A counter's value goes to `value` (printed as a float).
+inline SeriesSample& AppendSample(FamilySnapshot& f, std::vector<std::string> label_values,
+                                  double value) {
+  auto owned = std::make_shared<const std::vector<std::string>>(std::move(label_values));
+  SeriesSample& s = f.samples.emplace_back();
+  s.label_values = owned.get();
+  s.value = value;
+  f.owned_labels.push_back(std::move(owned));
+  return s;
+}
 
 }  // namespace metrics

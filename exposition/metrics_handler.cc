@@ -36,18 +36,33 @@ MetricsHandler::MetricsHandler(std::vector<const Registry*> registries, Options 
                      .AddHistogram({.name = "metrics_scrape_duration_seconds",
                                     .help = "Time to collect, render and compress one scrape."},
                                    ScrapeBuckets())
-                     ->Bind({})) {}
+                     ->Bind({})) {
+  if (options_.process_metrics) {
+    absl::Status s = process_.AddCollector(std::make_shared<ProcessCollector>());
+    if (!s.ok()) {  // cannot happen: a fresh registry, fixed valid names
+      std::fprintf(stderr, "metrics: process metrics: %s\n", std::string(s.message()).c_str());
+    }
+  }
+}
 
 Snapshot MetricsHandler::Collect() const {
   Snapshot snap = self_.Collect();
   for (const Registry* r : registries_) {
-    size_t dropped = MergeSnapshot(r->Collect(), &snap);
+    Snapshot s = r->Collect();
+    // Process-wide, the same in every registry: added once below, not reported as a clash.
+    std::erase_if(s.families, [](const FamilySnapshot& f) {
+      return f.desc->name == kShardAllocationFailuresFamily;
+    });
+    size_t dropped = MergeSnapshot(std::move(s), &snap);
     if (dropped > 0) {
       std::fprintf(stderr, "metrics: %zu metric families registered in two registries dropped\n",
                    dropped);
     }
   }
-  if (options_.process_metrics) AppendProcessMetrics(&snap);
+  // Last, and quietly, as before they were a collector: a registry's own process_* family wins.
+  if (options_.process_metrics) MergeSnapshot(process_.Collect(), &snap);
+  // Always, 0 included, so that an alert on its increase has a series from the first scrape.
+  AppendShardAllocationFailures(&snap);
   return snap;
 }
 

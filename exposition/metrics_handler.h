@@ -22,10 +22,13 @@ struct ScrapeResult {
 // never blocked (Registry::Collect only reads their cells).
 //
 // Its own metrics, exposed with the rest: metrics_scrapes_total{format} and
-// metrics_scrape_duration_seconds (collect + render + compress).
+// metrics_scrape_duration_seconds (collect + render + compress); and, always (0 included),
+// the engine's metrics_shard_allocation_failures_total (engine/registry.h).
 class MetricsHandler {
  public:
   struct Options {
+    // Expose process_* metrics (exposition/process_metrics.h's ProcessCollector, on a registry of
+    // the handler's own, merged after the given registries).
     bool process_metrics = true;
   };
   // The registries must outlive the handler.
@@ -48,6 +51,7 @@ class MetricsHandler {
   std::vector<const Registry*> registries_;
   Options options_;
   Registry self_;
+  Registry process_;  // holds the ProcessCollector when options_.process_metrics
   CounterFamily scrapes_;
   Histogram duration_;
   std::mutex mu_;

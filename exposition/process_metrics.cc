@@ -22,19 +22,9 @@ std::shared_ptr<const FamilyDesc> Desc(const char* name, const char* help, Metri
   return d;
 }
 
-const std::vector<std::string>& NoLabels() {
-  static const std::vector<std::string>* none = new std::vector<std::string>();
-  return *none;
-}
-
-void Add(Snapshot* s, const char* name, const char* help, MetricType type, double v) {
-  FamilySnapshot f;
-  f.desc = Desc(name, help, type);
-  SeriesSample x;
-  x.label_values = &NoLabels();
-  x.value = v;
-  f.samples.push_back(x);
-  s->families.push_back(std::move(f));
+void Add(std::vector<FamilySnapshot>& out, const std::shared_ptr<const FamilyDesc>& desc,
+         double v) {
+  AppendSample(AppendFamily(out, desc), {}, v);
 }
 
 // Fields of /proc/self/stat after the parenthesised command name (which may contain spaces).
@@ -63,27 +53,35 @@ double BootTimeSeconds() {
 
 }  // namespace
 
-void AppendProcessMetrics(Snapshot* snapshot) {
-  Snapshot p;
+ProcessCollector::ProcessCollector()
+    : cpu_(Desc("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+                MetricType::kCounter)),
+      virtual_(Desc("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                    MetricType::kGauge)),
+      resident_(Desc("process_resident_memory_bytes", "Resident memory size in bytes.",
+                     MetricType::kGauge)),
+      start_(Desc("process_start_time_seconds",
+                  "Start time of the process since unix epoch in seconds.", MetricType::kGauge)),
+      open_fds_(Desc("process_open_fds", "Number of open file descriptors.", MetricType::kGauge)),
+      max_fds_(Desc("process_max_fds", "Maximum number of open file descriptors.",
+                    MetricType::kGauge)) {}
+
+std::vector<FamilyDesc> ProcessCollector::Describe() const {
+  return {*cpu_, *virtual_, *resident_, *start_, *open_fds_, *max_fds_};
+}
+
+void ProcessCollector::Collect(std::vector<FamilySnapshot>& out) const {
   std::vector<std::string> f;
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
   if (ReadStat(&f) && ticks > 0) {
     // After the command name, field k of proc(5) is f[k - 3]: utime 14, stime 15, starttime 22,
     // vsize 23, rss 24.
-    double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-    Add(&p, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-        MetricType::kCounter, cpu);
-    Add(&p, "process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::kGauge,
-        std::stod(f[20]));
-    Add(&p, "process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::kGauge,
-        std::stod(f[21]) * page);
+    Add(out, cpu_, (std::stod(f[11]) + std::stod(f[12])) / ticks);
+    Add(out, virtual_, std::stod(f[20]));
+    Add(out, resident_, std::stod(f[21]) * page);
     double boot = BootTimeSeconds();
-    if (boot >= 0) {
-      Add(&p, "process_start_time_seconds",
-          "Start time of the process since unix epoch in seconds.", MetricType::kGauge,
-          boot + std::stod(f[19]) / ticks);
-    }
+    if (boot >= 0) Add(out, start_, boot + std::stod(f[19]) / ticks);
   }
   if (DIR* dir = opendir("/proc/self/fd")) {
     double n = 0;
@@ -91,13 +89,20 @@ void AppendProcessMetrics(Snapshot* snapshot) {
       if (e->d_name[0] != '.') ++n;
     }
     closedir(dir);
-    Add(&p, "process_open_fds", "Number of open file descriptors.", MetricType::kGauge, n - 1);
+    Add(out, open_fds_, n - 1);  // less the descriptor opendir itself holds
   }
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    Add(&p, "process_max_fds", "Maximum number of open file descriptors.", MetricType::kGauge,
-        lim.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(lim.rlim_cur));
+    Add(out, max_fds_, lim.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(lim.rlim_cur));
   }
+}
+
+void AppendProcessMetrics(Snapshot* snapshot) {
+  Snapshot p;
+  ProcessCollector().Collect(p.families);
+  std::sort(
+      p.families.begin(), p.families.end(),
+      [](const FamilySnapshot& a, const FamilySnapshot& b) { return a.desc->name < b.desc->name; });
   MergeSnapshot(std::move(p), snapshot);
 }
 

@@ -34,7 +34,7 @@ void AppendEscaped(std::string* out, std::string_view s, bool quote) {
   out->append(s.data() + start, s.size() - start);
 }
 
-const char* TypeWord(MetricType t) {
+const char* TypeWord(MetricType t, bool om) {
   switch (t) {
     case MetricType::kCounter:
       return "counter";
@@ -42,6 +42,8 @@ const char* TypeWord(MetricType t) {
       return "gauge";
     case MetricType::kHistogram:
       return "histogram";
+    case MetricType::kInfo:
+      return om ? "info" : "gauge";  // text 0.0.4 has no info type: a gauge named <name>_info
   }
   return "unknown";
 }
@@ -57,15 +59,27 @@ class Writer {
         name.substr(name.size() - 6) == "_total") {
       name.remove_suffix(6);
     }
+    // Info: the samples are <name>_info in both formats; so is the family in text 0.0.4.
+    std::string_view sample_suffix = d.type == MetricType::kInfo ? "_info" : "";
+    std::string_view family_suffix = om_ ? "" : sample_suffix;
     out_->append("# HELP ");
     out_->append(name);
+    out_->append(family_suffix);
     out_->push_back(' ');
     AppendEscaped(out_, d.help, /*quote=*/om_);
     out_->append("\n# TYPE ");
     out_->append(name);
+    out_->append(family_suffix);
     out_->push_back(' ');
-    out_->append(TypeWord(d.type));
+    out_->append(TypeWord(d.type, om_));
     out_->push_back('\n');
+    if (om_ && !d.unit.empty()) {
+      out_->append("# UNIT ");
+      out_->append(name);
+      out_->push_back(' ');
+      out_->append(d.unit);
+      out_->push_back('\n');
+    }
     PrepareLabels(d);
     switch (d.type) {
       case MetricType::kCounter:
@@ -88,6 +102,12 @@ class Writer {
         break;
       case MetricType::kHistogram:
         Histograms(name, f);
+        break;
+      case MetricType::kInfo:
+        for (const SeriesSample& s : f.samples) {
+          Sample(name, sample_suffix, d, s);
+          out_->append("1\n");  // an info sample is always 1
+        }
         break;
     }
   }

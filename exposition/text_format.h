@@ -28,7 +28,11 @@ std::string_view ContentType(Format format);
 // client_golang writes it.
 //
 // OpenMetrics specifics: a counter's family name drops a "_total" suffix in HELP/TYPE and its
-// sample is <family>_total; the output ends with "# EOF".
+// sample is <family>_total; "# UNIT <family> <unit>" follows "# TYPE" when the family has a unit
+// (text 0.0.4 never prints it); the output ends with "# EOF".
+//
+// Info families: "# TYPE <name> info" and samples <name>_info{...} 1 in OpenMetrics; in text 0.0.4
+// a gauge named <name>_info with the same samples.
 void WriteText(const Snapshot& snapshot, std::string* out);
 void WriteOpenMetrics(const Snapshot& snapshot, std::string* out);
 void Write(Format format, const Snapshot& snapshot, std::string* out);

@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -386,19 +385,26 @@ int main(int argc, char** argv) {
     eventstore::MountMetricsOnly(*scrape.server, scrape_deps, handler);
   }
 
-  // The listeners' own counters, read at scrape time.
+  // The listeners' own counters (plain atomics of theirs), read at scrape time.
   std::vector<metrics::exposition::GuardedServer*> guarded = {api.server.get()};
   if (scrape.server) guarded.push_back(scrape.server.get());
-  std::optional<metrics::CounterFamily> rejected, timed_out;
   if (with_metrics) {
-    auto r = registry.AddCounter({.name = "http_connections_rejected_total",
-                                  .help = "Connections refused with 503 at the connection cap."});
-    auto t = registry.AddCounter(
+    auto sum = [guarded](uint64_t metrics::exposition::GuardStats::*field) {
+      return [guarded, field] {
+        uint64_t n = 0;
+        for (auto* g : guarded) n += g->stats().*field;
+        return static_cast<double>(n);
+      };
+    };
+    auto r =
+        registry.AddCounterFunc({.name = "http_connections_rejected_total",
+                                 .help = "Connections refused with 503 at the connection cap."},
+                                sum(&metrics::exposition::GuardStats::rejected));
+    auto t = registry.AddCounterFunc(
         {.name = "http_request_timeouts_total",
-         .help = "Requests cut off by their deadline (slow or stalled clients)."});
+         .help = "Requests cut off by their deadline (slow or stalled clients)."},
+        sum(&metrics::exposition::GuardStats::timed_out));
     if (!r.ok() || !t.ok()) Die("cannot register the listener metrics");
-    rejected = *r;
-    timed_out = *t;
   }
 
   Start(api, listen, "API");
@@ -422,29 +428,6 @@ int main(int argc, char** argv) {
     demo = std::thread([&] { DemoLoad(*store, demo_rate, stop_demo); });
   }
 
-  // The listeners' counters go to the registry once a second (they are plain atomics of theirs).
-  std::atomic<bool> stop_poll{false};
-  std::thread poll;
-  if (with_metrics) {
-    poll = std::thread([&] {
-      uint64_t last_rejected = 0, last_timed_out = 0;
-      metrics::Counter rc = *rejected->Bind({}), tc = *timed_out->Bind({});
-      while (!stop_poll.load(std::memory_order_relaxed)) {
-        uint64_t r = 0, t = 0;
-        for (auto* g : guarded) {
-          const auto st = g->stats();
-          r += st.rejected;
-          t += st.timed_out;
-        }
-        rc.Inc(r - last_rejected);
-        tc.Inc(t - last_timed_out);
-        last_rejected = r;
-        last_timed_out = t;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-    });
-  }
-
   int sig = 0;
   for (;;) {
     sigwait(&signals, &sig);
@@ -465,8 +448,6 @@ int main(int argc, char** argv) {
   if (scrape.server) scrape.server->stop();
   api.thread.join();
   if (scrape.thread.joinable()) scrape.thread.join();
-  stop_poll.store(true);
-  if (poll.joinable()) poll.join();
   absl::Status closed = store->Close();  // drains, fsyncs
   if (!closed.ok()) {
     std::fprintf(stderr, "eventstore-server: close: %s\n", std::string(closed.message()).c_str());

@@ -27,6 +27,12 @@
 // * Each shard is one mmap of kMaxCells * 8 bytes reserved with MAP_NORESERVE; the kernel commits
 //   a page when the owner first writes to it, so a thread that touches few series costs a few
 //   pages. Untouched pages read as zero.
+// * No abort when a shard cannot be had: if the mmap fails (address space exhausted, RLIMIT_AS,
+//   vm.max_map_count) the thread writes, for the rest of its life, to a sink: one more shard-sized
+//   region, reserved at static initialisation, shared by all such threads and never scraped.
+//   Their writes are lost, and counted: ShardAllocationFailures(), reported by every
+//   Registry::Collect() as metrics_shard_allocation_failures_total once non-zero. (Only if even
+//   the sink could not be reserved, at start-up and again at the failure, does the process abort.)
 // * A block of cells is zeroed (in every shard) when its series is freed, and only then handed to
 //   another series. A series is freed only when no handle refers to it any more
 //   (engine/internal/series.h), so no thread can still be writing to the block.
@@ -87,6 +93,13 @@ inline uint64_t CellLoad(const uint64_t* cells, uint32_t index) {
       .load(std::memory_order_relaxed);
 }
 
+// Threads that could not get a shard and write to the sink (see the contract above).
+uint64_t ShardAllocationFailures();
+
+// Tests only: while set, a thread's first write finds no shard, as if the mmap had failed (and no
+// parked shard were there to adopt).
+void SetShardMapFailureForTesting(bool fail);
+
 // Every shard created so far, live or parked, in creation order. Shards are never freed.
 std::vector<const uint64_t*> AllShards();
 
@@ -100,8 +113,8 @@ class CellAllocator {
   // exhausted.
   static uint32_t Allocate(uint32_t n);
   // Zeroes the block in every shard and makes it available again. The caller guarantees no thread
-  // writes it.
-  static void Free(uint32_t first, uint32_t n);
+  // writes it. Runs in destructors: never throws (out of memory, the block is just not reused).
+  static void Free(uint32_t first, uint32_t n) noexcept;
   // Cells handed out and not freed (for memory accounting and tests).
   static uint64_t CellsInUse();
 

@@ -133,6 +133,42 @@ TEST(ProcessMetricsTest, PresentAndSane) {
   }
 }
 
+std::vector<std::string> ProcessNames(const Snapshot& s) {
+  std::vector<std::string> out;
+  for (const auto& f : s.families) {
+    if (f.desc->name.rfind("process_", 0) == 0) out.push_back(f.desc->name);
+  }
+  return out;
+}
+
+TEST(ProcessMetricsTest, IsACollectorWithTheSameNames) {
+  Registry r;
+  ASSERT_TRUE(r.AddCollector(std::make_shared<ProcessCollector>()).ok());
+  const std::vector<std::string> want = {
+      "process_cpu_seconds_total",  "process_max_fds",
+      "process_open_fds",           "process_resident_memory_bytes",
+      "process_start_time_seconds", "process_virtual_memory_bytes"};
+  Snapshot s = r.Collect();
+  EXPECT_EQ(ProcessNames(s), want);
+  for (const auto& f : s.families) {
+    EXPECT_EQ(f.desc->type, f.desc->name == "process_cpu_seconds_total" ? MetricType::kCounter
+                                                                        : MetricType::kGauge)
+        << f.desc->name;
+  }
+  // Its names are claimed like any registration's.
+  EXPECT_EQ(r.AddGauge({.name = "process_open_fds", .help = "h"}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(r.AddGauge({.name = "process_cpu_seconds", .help = "h"}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+
+  // The handler's option still switches them on (the default) and off.
+  Registry empty;
+  EXPECT_EQ(ProcessNames(MetricsHandler({&empty}).Collect()), want);
+  EXPECT_TRUE(ProcessNames(MetricsHandler({&empty}, {.process_metrics = false}).Collect()).empty());
+  // A registry that has them already: one copy, no drop reported for it.
+  EXPECT_EQ(ProcessNames(MetricsHandler({&r}).Collect()), want);
+}
+
 class HttpTest : public ::testing::Test {
  protected:
   void SetUp() override {

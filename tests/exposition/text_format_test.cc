@@ -116,6 +116,129 @@ temp_celsius{probe="small"} 1.5e-07
 )");
 }
 
+// The newer kinds: info (constant labels, and labelled series with escaping), units on every
+// sharded type and on a func, gauge and counter funcs, and a collector's family.
+class TempCollector : public Collector {
+ public:
+  std::vector<FamilyDesc> Describe() const override {
+    return {{.name = "disk_temp_celsius",
+             .help = "Disk temperature.",
+             .type = MetricType::kGauge,
+             .label_names = {"disk"},
+             .unit = "celsius"}};
+  }
+  void Collect(std::vector<FamilySnapshot>& out) const override {
+    FamilySnapshot& f = AppendFamily(
+        out, std::make_shared<const FamilyDesc>(FamilyDesc{.name = "disk_temp_celsius"}));
+    AppendSample(f, {"sda"}, 31.5);
+    AppendSample(f, {"sdb"}, 40);
+  }
+};
+
+void FillNewKinds(Registry& r) {
+  ASSERT_TRUE(r.AddInfo({.name = "eventstore_build",
+                         .help = "Build information.",
+                         .const_labels = {{"version", "1.2.3"}, {"revision", "4f2a\"9"}}})
+                  .ok());
+  auto nic = r.AddInfo({.name = "nic", .help = "Interfaces.", .label_names = {"name"}});
+  nic->WithLabelValues("eth0");
+  auto up = r.AddCounter({.name = "uptime_seconds_total", .help = "Uptime.", .unit = "seconds"});
+  up->WithLabelValues().Inc(12);
+  auto mem = r.AddGauge({.name = "heap_bytes", .help = "Heap.", .unit = "bytes"});
+  mem->WithLabelValues().Set(4096);
+  HistogramConfig hc;
+  hc.buckets = {1};
+  auto h = r.AddHistogram({.name = "op_seconds", .help = "Ops.", .unit = "seconds"}, hc);
+  h->WithLabelValues().Observe(0.5);
+  ASSERT_TRUE(r.AddGaugeFunc({.name = "queue_ratio", .help = "Fill.", .unit = "ratio"}, [] {
+                 return 0.25;
+               }).ok());
+  ASSERT_TRUE(
+      r.AddCounterFunc(
+           {.name = "accepted_total", .help = "Accepted.", .const_labels = {{"listener", "api"}}},
+           [] { return 3.0; })
+          .ok());
+  ASSERT_TRUE(r.AddCollector(std::make_shared<TempCollector>()).ok());
+}
+
+TEST(TextFormatTest, GoldenNewKindsText004) {
+  Registry r;
+  FillNewKinds(r);
+  std::string out;
+  WriteText(r.Collect(), &out);
+  EXPECT_EQ(out, R"(# HELP accepted_total Accepted.
+# TYPE accepted_total counter
+accepted_total{listener="api"} 3
+# HELP disk_temp_celsius Disk temperature.
+# TYPE disk_temp_celsius gauge
+disk_temp_celsius{disk="sda"} 31.5
+disk_temp_celsius{disk="sdb"} 40
+# HELP eventstore_build_info Build information.
+# TYPE eventstore_build_info gauge
+eventstore_build_info{version="1.2.3",revision="4f2a\"9"} 1
+# HELP heap_bytes Heap.
+# TYPE heap_bytes gauge
+heap_bytes 4096
+# HELP nic_info Interfaces.
+# TYPE nic_info gauge
+nic_info{name="eth0"} 1
+# HELP op_seconds Ops.
+# TYPE op_seconds histogram
+op_seconds_bucket{le="1"} 1
+op_seconds_bucket{le="+Inf"} 1
+op_seconds_sum 0.5
+op_seconds_count 1
+# HELP queue_ratio Fill.
+# TYPE queue_ratio gauge
+queue_ratio 0.25
+# HELP uptime_seconds_total Uptime.
+# TYPE uptime_seconds_total counter
+uptime_seconds_total 12
+)");
+}
+
+TEST(TextFormatTest, GoldenNewKindsOpenMetrics) {
+  Registry r;
+  FillNewKinds(r);
+  std::string out;
+  WriteOpenMetrics(r.Collect(), &out);
+  EXPECT_EQ(out, R"(# HELP accepted Accepted.
+# TYPE accepted counter
+accepted_total{listener="api"} 3.0
+# HELP disk_temp_celsius Disk temperature.
+# TYPE disk_temp_celsius gauge
+# UNIT disk_temp_celsius celsius
+disk_temp_celsius{disk="sda"} 31.5
+disk_temp_celsius{disk="sdb"} 40.0
+# HELP eventstore_build Build information.
+# TYPE eventstore_build info
+eventstore_build_info{version="1.2.3",revision="4f2a\"9"} 1
+# HELP heap_bytes Heap.
+# TYPE heap_bytes gauge
+# UNIT heap_bytes bytes
+heap_bytes 4096.0
+# HELP nic Interfaces.
+# TYPE nic info
+nic_info{name="eth0"} 1
+# HELP op_seconds Ops.
+# TYPE op_seconds histogram
+# UNIT op_seconds seconds
+op_seconds_bucket{le="1.0"} 1
+op_seconds_bucket{le="+Inf"} 1
+op_seconds_sum 0.5
+op_seconds_count 1
+# HELP queue_ratio Fill.
+# TYPE queue_ratio gauge
+# UNIT queue_ratio ratio
+queue_ratio 0.25
+# HELP uptime_seconds Uptime.
+# TYPE uptime_seconds counter
+# UNIT uptime_seconds seconds
+uptime_seconds_total 12
+# EOF
+)");
+}
+
 TEST(TextFormatTest, EmptySnapshot) {
   std::string out;
   WriteText(Snapshot{}, &out);

@@ -52,6 +52,20 @@ void FillRich(Registry& r) {
       {.name = "interop_latency_seconds", .help = "Latency.", .label_names = {"op"}});
   for (double v : {0.001, 0.02, 0.02, 0.3, 0.7, 4.0, 20.0}) h->WithLabelValues("read").Observe(v);
   (void)h->Bind({"idle"});
+  // The scrape-time kinds: an info family, units (OpenMetrics "# UNIT"), gauge and counter funcs.
+  (void)r.AddInfo({.name = "interop_build",
+                   .help = "Build information.",
+                   .const_labels = {{"version", "1.2.3"}, {"revision", "4f2a\"9"}}});
+  (void)r.AddInfo({.name = "interop_nic", .help = "Interfaces.", .label_names = {"name"}})
+      ->WithLabelValues("eth0");
+  r.AddGauge({.name = "interop_heap_bytes", .help = "Heap.", .unit = "bytes"})
+      ->WithLabelValues()
+      .Set(4096);
+  (void)r.AddCounterFunc(
+      {.name = "interop_uptime_seconds_total", .help = "Uptime.", .unit = "seconds"},
+      [] { return 12.5; });
+  (void)r.AddGaugeFunc({.name = "interop_queue_ratio", .help = "Fill.", .unit = "ratio"},
+                       [] { return 0.25; });
 }
 
 std::string Render(exposition::Format f) {
@@ -92,6 +106,9 @@ else:
     from prometheus_client.parser import text_string_to_metric_families
 out = []
 for fam in text_string_to_metric_families(text):
+    if fam.unit:
+        out.append({"name": "UNIT " + fam.name, "labels": {}, "value": fam.unit})
+    out.append({"name": "TYPE " + fam.name, "labels": {}, "value": fam.type})
     for s in fam.samples:
         v = s.value
         out.append({"name": s.name, "labels": s.labels,
@@ -143,6 +160,26 @@ void ExpectRichSamples(const std::map<std::string, std::string>& m) {
   EXPECT_EQ(at("interop_latency_seconds_count|op=read"), "7.0");
   EXPECT_EQ(at("interop_latency_seconds_sum|op=read"), "25.041");
   EXPECT_EQ(at("interop_latency_seconds_count|op=idle"), "0.0");
+  EXPECT_EQ(at("interop_build_info|revision=4f2a\"9|version=1.2.3"), "1.0");
+  EXPECT_EQ(at("interop_nic_info|name=eth0"), "1.0");
+  EXPECT_EQ(at("interop_heap_bytes"), "4096.0");
+  EXPECT_EQ(at("interop_uptime_seconds_total"), "12.5");
+  EXPECT_EQ(at("interop_queue_ratio"), "0.25");
+}
+
+// What only OpenMetrics carries: the info type and the units.
+void ExpectOpenMetricsMetadata(const std::map<std::string, std::string>& m) {
+  auto at = [&](const std::string& k) {
+    auto it = m.find(k);
+    return it == m.end() ? std::string("<missing " + k + ">") : it->second;
+  };
+  EXPECT_EQ(at("TYPE interop_build"), "info");
+  EXPECT_EQ(at("TYPE interop_nic"), "info");
+  EXPECT_EQ(at("UNIT interop_heap_bytes"), "bytes");
+  EXPECT_EQ(at("TYPE interop_uptime_seconds"), "counter");
+  EXPECT_EQ(at("UNIT interop_uptime_seconds"), "seconds");
+  EXPECT_EQ(at("UNIT interop_queue_ratio"), "ratio");
+  EXPECT_EQ(m.count("UNIT interop_latency_seconds"), 0u);
 }
 
 TEST(InteropTest, PythonClientParsesEveryValueExactly) {
@@ -156,6 +193,11 @@ TEST(InteropTest, PythonClientParsesEveryValueExactly) {
     }
     ASSERT_TRUE(error.empty()) << error;
     ExpectRichSamples(samples);
+    if (f == exposition::Format::kOpenMetrics) {
+      ExpectOpenMetricsMetadata(samples);
+    } else {
+      EXPECT_EQ(samples["TYPE interop_build_info"], "gauge");  // text 0.0.4 has no info type
+    }
   }
 }
 
@@ -185,6 +227,14 @@ TEST(InteropTest, RealPrometheusScrapesAndQueries) {
   double median = std::stod(q[0]["value"][1].get<std::string>());
   EXPECT_GT(median, 0.25);
   EXPECT_LE(median, 0.5);
+  // The info family, and a counter func read at each scrape.
+  auto info = prom.Query("interop_build_info{version=\"1.2.3\"}");
+  ASSERT_TRUE(info.is_array() && info.size() == 1) << info;
+  EXPECT_EQ(info[0]["value"][1], "1");
+  EXPECT_EQ(info[0]["metric"]["revision"], "4f2a\"9");
+  auto uptime = prom.Query("interop_uptime_seconds_total");
+  ASSERT_TRUE(uptime.is_array() && uptime.size() == 1) << uptime;
+  EXPECT_EQ(uptime[0]["value"][1], "12.5");
   // Values change between scrapes and Prometheus follows.
   r.AddCounter({.name = "interop_events_total",
                 .help = "Events with a \\ backslash and\na newline.",
