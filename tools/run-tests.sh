@@ -4,7 +4,7 @@
 #   2. ThreadSanitizer build: the concurrency tests;
 #   3. AddressSanitizer + UBSan build: the unit and concurrency tests;
 #   4. clang Debug build with -Wthread-safety as an error (the store's lock annotations,
-#      store/internal/mutex.h) and assertions on: the store's tests.
+#      store/internal/mutex.h) and assertions on: the unit and concurrency tests.
 # Usage: tools/run-tests.sh [--quick]   (--quick: the Release build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ if [ "${1:-}" != "--quick" ]; then
     -DCMAKE_BUILD_TYPE=Debug -DMETRICS_BUILD_BENCH=OFF -DMETRICS_BUILD_SERVER=OFF \
     "-DCMAKE_CXX_FLAGS=-Wthread-safety -Werror=thread-safety" >/dev/null
   cmake --build build-clang -j "$jobs"
-  echo "=== build-clang: test (the store's: ctest -R '^Store')"
-  ctest --test-dir build-clang -R '^Store' --output-on-failure -j "$jobs" --timeout 900
+  echo "=== build-clang: test (labels: unit|concurrency)"
+  ctest --test-dir build-clang -L "unit|concurrency" --output-on-failure -j "$jobs" --timeout 900
 fi
 echo "=== all test runs passed in $(( $(date +%s) - start )) s"
