@@ -87,6 +87,18 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
 
 FamilyImpl::~FamilyImpl() { FamilyIndices::Get().Give(index_); }
 
+uint32_t FamilyIndex(const FamilyImpl& f) { return f.index(); }
+const std::atomic<uint64_t>& FamilySeriesEpoch(const FamilyImpl& f) { return f.series_epoch_; }
+bool FamilyRemoved(const FamilyImpl& f) { return f.removed(); }
+SeriesPtr FamilyLookup(FamilyImpl& f, LabelValues values, absl::Status* why) {
+  return f.Lookup(values, why);
+}
+absl::StatusOr<SeriesPtr> FamilyBind(FamilyImpl& f, LabelValues values) { return f.Bind(values); }
+absl::Status FamilyRemove(FamilyImpl& f, LabelValues values) { return f.Remove(values); }
+const FamilyDesc& FamilyDescOf(const FamilyImpl& f) { return f.desc(); }
+uint64_t FamilyDiverted(const FamilyImpl& f) { return f.diverted(); }
+size_t FamilySize(const FamilyImpl& f) { return f.size(); }
+
 absl::Status FamilyImpl::Check(LabelValues values) const {
   if (values.size() != desc_->label_names.size()) {
     return absl::InvalidArgumentError(absl::StrCat("family \"", desc_->name, "\" has ",

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/internal/cells.h"
+#include "engine/internal/family.h"
 #include "engine/internal/strings.h"
 #include "engine/validate.h"
 

@@ -50,7 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/histogram.h"
-#include "engine/internal/family.h"
+#include "engine/internal/family_cache.h"
 #include "engine/metric.h"
 #include "engine/snapshot.h"
 
@@ -112,7 +112,7 @@ class Family {
     return WithLabelValues(internal::LabelValues(array, sizeof...(V)));
   }
   Handle& WithLabelValues(internal::LabelValues values) {
-    internal::FamilyCache<Handle>& cache = internal::ThreadCaches::Get().For<Handle>(impl_);
+    internal::FamilyCache<Handle>& cache = internal::ThreadCaches::Get().For<Handle>(impl_, index_);
     if (Handle* h = cache.Find(values)) return *h;
     return cache.Miss(values);
   }
@@ -123,7 +123,7 @@ class Family {
     return Bind(internal::LabelValues(values.begin(), values.size()));
   }
   absl::StatusOr<Handle> Bind(internal::LabelValues values) {
-    absl::StatusOr<internal::SeriesPtr> s = impl_->Bind(values);
+    absl::StatusOr<internal::SeriesPtr> s = internal::FamilyBind(*impl_, values);
     if (!s.ok()) return s.status();
     return Handle(*std::move(s));
   }
@@ -132,20 +132,24 @@ class Family {
   // detached series until they are destroyed, then its cells are zeroed and reused. NotFound if
   // there is no such series.
   absl::Status Remove(std::initializer_list<std::string_view> values) {
-    return impl_->Remove(internal::LabelValues(values.begin(), values.size()));
+    return internal::FamilyRemove(*impl_, internal::LabelValues(values.begin(), values.size()));
   }
-  absl::Status Remove(internal::LabelValues values) { return impl_->Remove(values); }
+  absl::Status Remove(internal::LabelValues values) {
+    return internal::FamilyRemove(*impl_, values);
+  }
 
-  const FamilyDesc& desc() const { return impl_->desc(); }
+  const FamilyDesc& desc() const { return internal::FamilyDescOf(*impl_); }
   // Label sets diverted to the overflow series so far.
-  uint64_t diverted() const { return impl_->diverted(); }
+  uint64_t diverted() const { return internal::FamilyDiverted(*impl_); }
   // Series currently in the family (the overflow series included once used).
-  size_t size() const { return impl_->size(); }
+  size_t size() const { return internal::FamilySize(*impl_); }
 
-  explicit Family(std::shared_ptr<internal::FamilyImpl> impl) : impl_(std::move(impl)) {}
+  explicit Family(std::shared_ptr<internal::FamilyImpl> impl)
+      : impl_(std::move(impl)), index_(internal::FamilyIndex(*impl_)) {}
 
  private:
   std::shared_ptr<internal::FamilyImpl> impl_;
+  uint32_t index_;  // its thread-cache slot, kept here so that lookups need no call to find it
 };
 
 using CounterFamily = Family<Counter>;
