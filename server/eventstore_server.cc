@@ -290,6 +290,14 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   metrics::Registry registry;
+  if (!registry
+           .AddInfo({.name = "eventstore_build",
+                     .help = "The server's version and the revision it was built from.",
+                     .const_labels = {{"version", EVENTSTORE_VERSION},
+                                      {"revision", EVENTSTORE_REVISION}}})
+           .ok()) {
+    Die("cannot register eventstore_build_info");
+  }
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   auto opened = EventStore::Open({.data_dir = data_dir,
                                   .fsync = absl::GetFlag(FLAGS_fsync),

@@ -165,6 +165,12 @@ TEST(ServerTest, MetricsCountExactly) {
   EXPECT_GE(Sample(scrape, R"(projection_lag_seconds{projection="teams"})"), 0);
   EXPECT_GT(Sample(scrape, "process_resident_memory_bytes"), 0);
   EXPECT_GT(Sample(scrape, "process_start_time_seconds"), 0);
+  // The build: an info metric, a gauge of 1 in text 0.0.4, with the project's version.
+  EXPECT_THAT(scrape, ::testing::HasSubstr("# TYPE eventstore_build_info gauge\n"));
+  EXPECT_THAT(
+      scrape,
+      ::testing::ContainsRegex(
+          R"re(eventstore_build_info\{version="[0-9]+\.[0-9]+\.[0-9]+",revision="([0-9a-f]+|unknown)"\} 1)re"));
 }
 
 TEST(ServerTest, KillNineLosesNoAcknowledgedEventAndInventsNone) {
