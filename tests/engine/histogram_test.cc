@@ -374,7 +374,9 @@ TEST(HistogramTest, HugeRangesStayBoundedAndCellExhaustionIsAnError) {
     }
   }
   EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
-  f->WithLabelValues("diverted").Observe(1);  // diverted to the overflow series, not a crash
+  // Diverted, not a crash: with no cells left even for the overflow series (made on the first
+  // diversion) the write goes to the sink, and the label set is still counted.
+  f->WithLabelValues("diverted").Observe(1);
   EXPECT_GE(f->diverted(), 1u);
   keep.clear();
   EXPECT_TRUE(r.Remove("huge").ok());
@@ -523,6 +525,58 @@ TEST(HistogramLayoutTest, DefaultNativeRangeFollowsTheClassicBoundaries) {
   for (double v : LogUniform(20000, 100e-9, 100, 9, false)) {
     ASSERT_NE(layout->FastSlot(v), internal::HistogramLayout::kNoFastSlot) << v;
     ASSERT_EQ(layout->Slot(v), layout->SlowSlot(v)) << v;
+  }
+}
+
+// A labelled family costs no cells until a label set is used; the overflow series is made by the
+// first diversion, which lands in it and is counted.
+TEST(HistogramTest, LabelledFamilyCellsGrowOnlyWithUsedLabelSets) {
+  for (bool native : {true, false}) {
+    SCOPED_TRACE(native);
+    HistogramConfig c;
+    c.native = native;
+    Registry r;
+    // A lookup first: this thread drops its cached handles of families removed earlier (the
+    // previous round's), which would otherwise give their cells back in the middle of the counts.
+    r.AddCounter({.name = "warm_total", .help = "h", .label_names = {"k"}})
+        ->WithLabelValues("x")
+        .Inc();
+    const uint64_t base = internal::CellAllocator::CellsInUse();
+    auto f = *r.AddHistogram(
+        {.name = "h_seconds", .help = "h", .label_names = {"k"}, .max_series = 2}, c);
+    const uint64_t per_series = f.desc().histogram->num_cells();
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base);  // nothing reserved up front
+    EXPECT_EQ(r.Collect().families[0].histograms.size(), 0u);
+    f.WithLabelValues("a").Observe(0.5);
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + per_series);
+    f.WithLabelValues("a").Observe(0.5);  // a used label set again: no growth
+    Histogram b = *f.Bind({"b"});
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 2 * per_series);
+    EXPECT_EQ(f.diverted(), 0u);
+    // Past max_series: the first diversion makes the overflow series and lands in it.
+    f.WithLabelValues("c").Observe(2.0);
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 3 * per_series);
+    EXPECT_EQ(f.diverted(), 1u);
+    f.WithLabelValues("d").Observe(3.0);  // later diversions reuse it
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 3 * per_series);
+    EXPECT_EQ(f.diverted(), 2u);
+    Snapshot s = r.Collect();
+    const FamilySnapshot* fam = nullptr;
+    uint64_t overflow_total = 0;
+    for (const FamilySnapshot& x : s.families) {
+      if (x.desc->name == "h_seconds") fam = &x;
+      if (x.desc->name == "metrics_cardinality_overflow_total") {
+        for (const SeriesSample& y : x.samples) overflow_total += y.int_value;
+      }
+    }
+    ASSERT_NE(fam, nullptr);
+    ASSERT_EQ(fam->samples.size(), 3u);  // __overflow__, a, b in label order
+    EXPECT_EQ((*fam->samples[0].label_values)[0], "__overflow__");
+    EXPECT_EQ(fam->histograms[0].count, 2u);
+    EXPECT_EQ(fam->histograms[0].sum, 5.0);
+    EXPECT_EQ(fam->histograms[1].count, 2u);
+    EXPECT_EQ(fam->histograms[2].count, 0u);
+    EXPECT_EQ(overflow_total, 2u);
   }
 }
 
