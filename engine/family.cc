@@ -73,16 +73,23 @@ FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_pe
       cells_per_series_(cells_per_series),
       max_series_(std::max<size_t>(max_series, 1)),
       index_(FamilyIndices::Get().Take()) {
-  std::vector<std::string_view> values(desc_->label_names.size(),
-                                       desc_->label_names.empty() ? "" : kOverflowLabelValue);
+  if (!desc_->label_names.empty()) return;  // the overflow series comes with the first diversion
+  // A family without labels has exactly one series; it is reported (as 0) from registration on,
+  // like client_golang's plain Counter, and wrong-arity lookups land in it.
   std::lock_guard<std::mutex> lock(mu_);
-  overflow_ = Create(values);
-  if (overflow_ != nullptr && desc_->label_names.empty()) {
-    // A family without labels has exactly one series; it is reported (as 0) from registration on,
-    // like client_golang's plain Counter, and wrong-arity lookups land in it.
+  overflow_ = Create({});
+  if (overflow_ != nullptr) {
     series_.emplace(overflow_->label_values, overflow_);
     overflow_listed_ = true;
   }
+}
+
+bool FamilyImpl::ok() const {
+  if (desc_->label_names.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return overflow_ != nullptr;
+  }
+  return true;
 }
 
 FamilyImpl::~FamilyImpl() { FamilyIndices::Get().Give(index_); }
@@ -128,10 +135,20 @@ SeriesPtr FamilyImpl::Create(LabelValues values) {
 SeriesPtr FamilyImpl::DivertLocked() {
   ++diverted_;
   if (!overflow_listed_) {
-    overflow_listed_ = true;
+    const std::vector<std::string_view> values(desc_->label_names.size(), kOverflowLabelValue);
     // A real series may already carry the overflow label values; then it is the overflow series.
-    auto [it, inserted] = series_.try_emplace(overflow_->label_values, overflow_);
-    if (!inserted) overflow_ = it->second;
+    // Else the overflow series is made now, on the first diversion, not at registration: a family
+    // whose label sets stay under the cap never pays for it.
+    if (auto it = series_.find(LabelValues(values)); it != series_.end()) {
+      overflow_ = it->second;
+    } else {
+      if (overflow_ == nullptr) overflow_ = Create(values);
+      // No cells left even for the overflow series: this write goes to the sink (lost, but the
+      // label set is counted in diverted_); the next diversion tries again.
+      if (overflow_ == nullptr) return nullptr;
+      series_.emplace(overflow_->label_values, overflow_);
+    }
+    overflow_listed_ = true;
     dirty_ = true;
   }
   return overflow_;
@@ -190,7 +207,10 @@ absl::Status FamilyImpl::Remove(LabelValues values) {
     }
     // Release pairs with the acquire load in FamilyCache::Purge.
     it->second->removed.store(true, std::memory_order_release);
-    if (it->second == overflow_) overflow_listed_ = false;
+    if (it->second == overflow_) {
+      overflow_listed_ = false;
+      overflow_ = nullptr;  // the next diversion makes a fresh one, starting from zero
+    }
     series_.erase(it);
     dirty_ = true;
   }

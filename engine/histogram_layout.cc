@@ -52,19 +52,6 @@ absl::StatusOr<std::shared_ptr<const HistogramLayout>> HistogramLayout::Create(
 
 absl::Status HistogramLayout::Build() {
   HistogramConfig& c = config_;
-  if (c.schema < -4 || c.schema > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("histogram schema ", c.schema, " is outside [-4, 8]"));
-  }
-  if (c.min_exponent < -1022 || c.max_exponent > 1024 || c.min_exponent >= c.max_exponent) {
-    return absl::InvalidArgumentError(absl::StrCat("histogram exponent range [", c.min_exponent,
-                                                   ", ", c.max_exponent,
-                                                   "] is empty or outside [-1022, 1024]"));
-  }
-  if (!(c.zero_threshold >= 0) || !(c.zero_threshold < std::ldexp(1.0, c.min_exponent))) {
-    return absl::InvalidArgumentError(absl::StrCat("histogram zero_threshold ", c.zero_threshold,
-                                                   " must be >= 0 and below 2^min_exponent"));
-  }
   // A trailing +Inf is implied; accept it written out, as client_golang does.
   if (!c.buckets.empty() && c.buckets.back() == std::numeric_limits<double>::infinity())
     c.buckets.pop_back();
@@ -81,6 +68,80 @@ absl::Status HistogramLayout::Build() {
                        c.buckets[i - 1], ", bucket ", i, " = ", b));
     }
   }
+  if (!c.native) {
+    // The native fields mean nothing here: normalised, so that equal layouts compare equal.
+    const HistogramConfig defaults;
+    c.schema = defaults.schema;
+    c.zero_threshold = defaults.zero_threshold;
+    c.min_exponent.reset();
+    c.max_exponent.reset();
+    BuildClassicOnly();
+    return absl::OkStatus();
+  }
+  return BuildNative();
+}
+
+namespace {
+
+// The binade of x > 0: x in [2^e, 2^(e+1)).
+int Binade(double x) {
+  int e;
+  std::frexp(x, &e);  // x = f * 2^e, f in [0.5, 1)
+  return e - 1;
+}
+
+// Table binades past the range a layout resolves (native range, classic boundaries) on each side,
+// so that values just outside it (clamped to the outermost native bucket, or below the first
+// classic boundary) still take the fast path; fewer for fine keys, which cost 2^k entries a binade.
+int TableMargin(int k) { return std::clamp(4096 >> k, 2, 32); }
+
+}  // namespace
+
+absl::Status HistogramLayout::BuildNative() {
+  HistogramConfig& c = config_;
+  if (c.schema < -4 || c.schema > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("histogram schema ", c.schema, " is outside [-4, 8]"));
+  }
+  // Positive classic boundaries span binades [core_lo, core_hi).
+  int core_lo = 0, core_hi = 0;
+  {
+    auto pos = std::upper_bound(c.buckets.begin(), c.buckets.end(), 0.0);
+    if (pos != c.buckets.end()) {
+      core_lo = Binade(*pos);
+      core_hi = Binade(c.buckets.back()) + 1;
+    }
+  }
+  // The default native range: 4 binades either side of the classic boundaries (the header's
+  // "Range"), or 2^-30 .. 2^40 when there is no positive boundary to go by.
+  constexpr int kDefaultMargin = 4;
+  const bool have_core = core_lo < core_hi;
+  int derived_lo = have_core ? std::max(core_lo - kDefaultMargin, -1022) : -30;
+  if (c.zero_threshold > 0 && std::isfinite(c.zero_threshold)) {
+    int e;
+    std::frexp(c.zero_threshold, &e);  // zero_threshold < 2^e: the lowest valid min_exponent
+    derived_lo = std::max(derived_lo, e);
+  }
+  const int derived_hi =
+      std::max(have_core ? std::min(core_hi + kDefaultMargin, 1024) : 40, derived_lo + 1);
+  if (!c.min_exponent && !c.max_exponent) {
+    c.min_exponent = derived_lo;
+    c.max_exponent = derived_hi;
+  } else if (!c.min_exponent) {
+    c.min_exponent = std::min(derived_lo, *c.max_exponent - 1);
+  } else if (!c.max_exponent) {
+    c.max_exponent = std::max(derived_hi, *c.min_exponent + 1);
+  }
+  min_e_ = *c.min_exponent;
+  max_e_ = *c.max_exponent;
+  if (min_e_ < -1022 || max_e_ > 1024 || min_e_ >= max_e_) {
+    return absl::InvalidArgumentError(absl::StrCat("histogram exponent range [", min_e_, ", ",
+                                                   max_e_, "] is empty or outside [-1022, 1024]"));
+  }
+  if (!(c.zero_threshold >= 0) || !(c.zero_threshold < std::ldexp(1.0, min_e_))) {
+    return absl::InvalidArgumentError(absl::StrCat("histogram zero_threshold ", c.zero_threshold,
+                                                   " must be >= 0 and below 2^min_exponent"));
+  }
 
   // Native boundaries B_j and the native index range.
   const int s0 = std::max(c.schema, 0);
@@ -93,11 +154,11 @@ absl::Status HistogramLayout::Build() {
   }
   const int32_t n = c.schema < 0 ? (1 << -c.schema) : 1;
   if (c.schema >= 0) {
-    i_lo_ = c.min_exponent * per_octave;
-    i_hi_ = c.max_exponent * per_octave;
+    i_lo_ = min_e_ * per_octave;
+    i_hi_ = max_e_ * per_octave;
   } else {
-    i_lo_ = CeilDiv(c.min_exponent, n);
-    i_hi_ = CeilDiv(c.max_exponent, n);
+    i_lo_ = CeilDiv(min_e_, n);
+    i_hi_ = CeilDiv(max_e_, n);
   }
   const uint32_t n_buckets = static_cast<uint32_t>(i_hi_ - i_lo_ + 1);
   const uint32_t n_ids = 2 * n_buckets + 1;
@@ -131,22 +192,66 @@ absl::Status HistogramLayout::Build() {
   slots_.push_back({0, 0, static_cast<uint32_t>(c.buckets.size())});
   upper_.push_back(inf);
 
-  // The fast table: keys (exponent, top s0+1 mantissa bits) for positive values with exponents in
-  // [fast_lo, max_exponent); below fast_lo a value may be at or under the zero threshold.
-  int fast_lo = c.min_exponent;
+  // The fast table: keys (exponent, top s0+1 mantissa bits) for positive values over the native
+  // range and the classic boundaries' binades, plus a margin; never below the zero threshold's
+  // binade (a value there may be at or under the threshold).
+  const int k = s0 + 1;
+  const int lo_all = have_core ? std::min(min_e_, core_lo) : min_e_;
+  const int hi_all = have_core ? std::max(max_e_, core_hi) : max_e_;
+  int fast_lo = std::max(lo_all - TableMargin(k), -1022);
   if (c.zero_threshold > 0) {
     int e;
     std::frexp(c.zero_threshold, &e);  // zero_threshold < 2^e
     fast_lo = std::max(fast_lo, e);
   }
-  const int k = s0 + 1;
+  BuildTable(k, fast_lo, std::min(hi_all + TableMargin(k), 1024));
+  return absl::OkStatus();
+}
+
+void HistogramLayout::BuildClassicOnly() {
+  const std::vector<double>& b = config_.buckets;
+  const uint32_t n = static_cast<uint32_t>(b.size());
+  for (uint32_t i = 0; i <= n; ++i) {
+    slots_.push_back({0, 0, i});
+    upper_.push_back(i < n ? b[i] : std::numeric_limits<double>::infinity());
+  }
+  nan_slot_ = n;  // NaN: the +Inf bucket
+  // Positive boundaries span binades [core_lo, core_hi); the fewest mantissa bits k that keep
+  // every key interval at <= 2 of them (three consecutive boundaries never share a key).
+  auto pos = std::upper_bound(b.begin(), b.end(), 0.0);
+  int core_lo = 0, core_hi = 1;
+  if (pos != b.end()) {
+    core_lo = Binade(*pos);
+    core_hi = Binade(b.back()) + 1;
+  }
+  constexpr int kMaxBits = 12;
+  auto crowded = [&](int bits) {
+    for (auto it = pos; b.end() - it >= 3; ++it) {
+      if ((__builtin_bit_cast(uint64_t, it[0]) >> (52 - bits)) ==
+          (__builtin_bit_cast(uint64_t, it[2]) >> (52 - bits))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const uint64_t core_binades = static_cast<uint64_t>(core_hi - core_lo);
+  int k = 0;  // the finest that fits when none is uncrowded: crowded keys become slow entries
+  while (k < kMaxBits && crowded(k) && (core_binades << (k + 1)) <= kMaxTableEntries) ++k;
+  BuildTable(k, std::max(core_lo - TableMargin(k), -1022),
+             std::min(core_hi + TableMargin(k), 1024));
+}
+
+void HistogramLayout::BuildTable(int k, int fast_lo, int fast_hi) {
+  const HistogramConfig& c = config_;
   key_shift_ = static_cast<uint32_t>(52 - k);
   key_lo_ = static_cast<uint64_t>(fast_lo + 1023) << k;
   // At most kMaxTableEntries (1.5 MiB): a fine schema over a huge range serves only the lowest
   // exponents of the range from the table; the rest take the slow path (same result, slower).
-  const int fast_hi = std::min(c.max_exponent, fast_lo + static_cast<int>(kMaxTableEntries >> k));
+  fast_hi = std::min(fast_hi, fast_lo + static_cast<int>(kMaxTableEntries >> k));
   key_span_ = fast_lo < fast_hi ? static_cast<uint64_t>(fast_hi - fast_lo) << k : 0;
   table_.resize(key_span_);
+  const int per_octave = c.native ? 1 << std::max(c.schema, 0) : 0;
+  const int32_t n = c.schema < 0 ? (1 << -c.schema) : 1;
   std::vector<double> thresholds;
   for (uint64_t key = 0; key < key_span_; ++key) {
     const int e = fast_lo + static_cast<int>(key >> k);
@@ -155,13 +260,17 @@ absl::Status HistogramLayout::Build() {
     const double hi = std::ldexp(1.0 + std::ldexp(static_cast<double>(p + 1), -k), e);
     // Every value in [lo, hi) is lo's slot plus the number of thresholds t in [lo, hi) below it.
     thresholds.clear();
-    for (int j = 0; j < per_octave; ++j) {
+    // Native boundaries split only inside the native range: below it every value is in the
+    // innermost bucket, above it in the outermost.
+    const bool in_range = c.native && e >= min_e_ && e < max_e_;
+    for (int j = 0; in_range && j < per_octave; ++j) {
       if (c.schema < 0 && (e & (n - 1)) != 0) break;  // below schema 0 only 2^(i n) bounds exist
       double t = std::ldexp(bounds_[j], e);
       if (t >= lo && t < hi) thresholds.push_back(t);
     }
-    for (double b : c.buckets) {
-      if (b >= lo && b < hi) thresholds.push_back(b);
+    for (auto it = std::lower_bound(c.buckets.begin(), c.buckets.end(), lo);
+         it != c.buckets.end() && *it < hi; ++it) {
+      thresholds.push_back(*it);
     }
     std::sort(thresholds.begin(), thresholds.end());
     Entry& entry = table_[key];
@@ -174,7 +283,6 @@ absl::Status HistogramLayout::Build() {
     entry.t1 = thresholds.size() > 0 ? mantissa(thresholds[0]) : kNoThreshold;
     entry.t2 = thresholds.size() > 1 ? mantissa(thresholds[1]) : kNoThreshold;
   }
-  return absl::OkStatus();
 }
 
 int32_t HistogramLayout::NativeIndexSlow(double abs_v) const {
@@ -196,9 +304,9 @@ uint32_t HistogramLayout::BucketId(double v) const {
   if (a <= config_.zero_threshold) return n_buckets;
   const int32_t last = i_hi_ - i_lo_;
   int32_t rel;
-  if (a >= std::ldexp(1.0, config_.max_exponent)) {
+  if (a >= std::ldexp(1.0, max_e_)) {
     rel = last;  // includes +-Inf
-  } else if (a <= std::ldexp(1.0, config_.min_exponent)) {
+  } else if (a <= std::ldexp(1.0, min_e_)) {
     rel = 0;
   } else {
     rel = std::clamp(NativeIndexSlow(a) - i_lo_, 0, last);
@@ -209,6 +317,11 @@ uint32_t HistogramLayout::BucketId(double v) const {
 
 uint32_t HistogramLayout::SlowSlot(double v) const {
   if (std::isnan(v)) return nan_slot_;
+  if (!config_.native) {
+    // The first boundary b with v <= b (-Inf: the first), or the +Inf bucket.
+    const std::vector<double>& b = config_.buckets;
+    return static_cast<uint32_t>(std::lower_bound(b.begin(), b.end(), v) - b.begin());
+  }
   uint32_t slot = bucket_slot_[BucketId(v)];
   while (v > upper_[slot]) ++slot;
   return slot;

@@ -178,6 +178,7 @@ void CollectHistograms(const internal::HistogramLayout& layout,
   const uint32_t n_slots = layout.num_slots();
   const auto& slots = layout.slots();
   const size_t n_classic = layout.boundaries().size() + 1;
+  const bool native_part = layout.native();  // classic-only: every slot is sign 0, not "zero"
   int32_t i_lo = INT32_MAX, i_hi = INT32_MIN;
   for (const auto& s : slots) {
     if (s.sign != 0) i_lo = std::min(i_lo, s.native_index), i_hi = std::max(i_hi, s.native_index);
@@ -189,8 +190,9 @@ void CollectHistograms(const internal::HistogramLayout& layout,
   out->resize(series.size());
   for (size_t k = 0; k < series.size(); ++k) {
     HistogramSample& h = (*out)[k];
-    h.schema = layout.schema();
-    h.zero_threshold = layout.zero_threshold();
+    h.native = native_part;
+    h.schema = native_part ? layout.schema() : 0;
+    h.zero_threshold = native_part ? layout.zero_threshold() : 0;
     h.cumulative.assign(n_classic, 0);
     int32_t lo[2] = {INT32_MAX, INT32_MAX}, hi[2] = {-1, -1};
     for (const uint64_t* shard : shards) {
@@ -203,7 +205,7 @@ void CollectHistograms(const internal::HistogramLayout& layout,
         const auto& info = slots[slot];
         h.cumulative[info.classic] += c;
         if (info.sign == 0) {
-          h.zero_count += c;
+          if (native_part) h.zero_count += c;
           continue;
         }
         const int side = info.sign > 0;

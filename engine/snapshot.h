@@ -50,6 +50,9 @@ struct HistogramSample {
   // from one read of each cell, so the +Inf entry equals count and the list never decreases, also
   // while writers run.
   std::vector<uint64_t> cumulative;
+  // False for a classic-only layout (HistogramConfig::native false): no native part at all;
+  // schema, zero_threshold and zero_count are 0 and the spans empty.
+  bool native = true;
   int schema = 0;
   double zero_threshold = 0;
   uint64_t zero_count = 0;  // includes NaN observations, as client_golang does

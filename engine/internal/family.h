@@ -53,8 +53,9 @@ class FamilyImpl {
   size_t max_series() const { return max_series_; }
 
   // Finds or creates the series. On an invalid label set, a full family or exhausted cells returns
-  // the overflow series and counts the diversion, with the reason in *why (if given). A removed
-  // family returns nullptr.
+  // the overflow series (made on the first diversion) and counts the diversion, with the reason in
+  // *why (if given). A removed family returns nullptr, and so does a diversion when the cells
+  // cannot hold the overflow series (*why says so; the caller writes to the sink).
   SeriesPtr Lookup(LabelValues values, absl::Status* why);
   // Like Lookup, but returns the error instead of diverting.
   absl::StatusOr<SeriesPtr> Bind(LabelValues values);
@@ -64,8 +65,9 @@ class FamilyImpl {
   bool removed() const { return removed_.load(std::memory_order_acquire); }
   // Bumped by every Remove of a series of this family (acquire pairs with its release).
   uint64_t series_epoch() const { return series_epoch_.load(std::memory_order_acquire); }
-  // False when the cell space could not hold even the overflow series: the family is unusable.
-  bool ok() const { return overflow_ != nullptr; }
+  // False when the cell space could not hold the one series of a family without labels: the
+  // family is unusable. (A labelled family allocates nothing until a label set is used.)
+  bool ok() const;
 
   // Label sets diverted to the overflow series so far.
   uint64_t diverted() const;
@@ -92,7 +94,9 @@ class FamilyImpl {
   absl::btree_map<std::vector<std::string>, SeriesPtr, LabelsLess> series_;
   std::shared_ptr<const std::vector<SeriesPtr>> sorted_;
   bool dirty_ = true;
-  SeriesPtr overflow_;  // allocated up front so that diverting never needs cells
+  // Label-less family: its one series, from registration on. Labelled: null until the first
+  // diversion, then the overflow series (listed in series_ while overflow_listed_).
+  SeriesPtr overflow_;
   bool overflow_listed_ = false;
   uint64_t diverted_ = 0;
 };

@@ -28,9 +28,25 @@
 //   entry is {first: slot of bucket 13, t1: mantissa of 3.084/2, t2: none}. m = 0.5 * 2^52 is not
 //   above t1: slot of bucket 13, which covers (2^(12/8), 2^(13/8)] = (2.828, 3.084].
 //
-// Range: native buckets from 2^min_exponent to 2^max_exponent (default 2^-30 .. 2^40). A value
-// with zero_threshold < |v| < 2^min_exponent lands in the innermost bucket, |v| > 2^max_exponent
-// (and +-Inf) in the outermost one: counts and sum stay exact, only the native bucket is clamped.
+// Range: native buckets from 2^min_exponent to 2^max_exponent. Unless the config sets them, the
+// range is derived from the classic boundaries: from 4 binades below the binade of the smallest
+// positive boundary to 4 above the largest (default buckets .005 .. 10: 2^-12 .. 2^8, 161 buckets
+// per sign, 670 cells per series instead of the 2,270 a fixed 2^-30 .. 2^40 costs); without a
+// positive boundary, 2^-30 .. 2^40. A value with zero_threshold < |v| < 2^min_exponent lands in the
+// innermost bucket, |v| > 2^max_exponent (and +-Inf) in the outermost one: counts, sum and classic
+// buckets stay exact, only the native bucket is clamped (so native quantiles outside the range
+// read as its edge; set the exponents when the native view must resolve a wider range). The fast
+// table reaches a few dozen binades past the native range, so clamped values cost the same.
+//
+// Classic-only (native = false): no native buckets at all. A series has exactly
+// buckets.size() + 1 slots, one per classic bucket (+Inf last): 11 default buckets -> 12 slots ->
+// 24 cells = 192 bytes per series per writing thread. The same table serves it: keys over the
+// binades the positive boundaries span (and a margin either side), with as few mantissa bits
+// (k >= 0) as keep every key interval at <= 2 boundaries, each entry {first slot, <= 2
+// thresholds}. Zero, negatives, NaN, +-Inf and values beyond the margins take the slow path, a
+// binary search over the boundaries: -Inf and anything <= the first boundary -> slot 0; +Inf and
+// NaN -> the +Inf slot (NaN makes the sum NaN, as below); schema, zero_threshold and the exponents
+// are ignored, and Collect reports no native part (HistogramSample::native false).
 //
 // Special values (as client_golang): NaN is counted (count, classic +Inf bucket, native zero
 // bucket) and makes the sum NaN; +Inf goes to the +Inf classic bucket and the outermost positive
@@ -40,6 +56,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/optimization.h"
@@ -58,8 +75,11 @@ struct HistogramConfig {
   std::vector<double> buckets = DefaultBuckets();  // classic `le` bounds, increasing; +Inf implied
   int schema = 3;                                  // native resolution, -4 .. 8
   double zero_threshold = 0x1p-128;                // |v| <= this: zero bucket (client_golang's)
-  int min_exponent = -30;                          // native buckets span 2^min_exponent ..
-  int max_exponent = 40;                           //   .. 2^max_exponent
+  // Native buckets span 2^min_exponent .. 2^max_exponent; unset: derived from `buckets` (see
+  // "Range" above).
+  std::optional<int> min_exponent;
+  std::optional<int> max_exponent;
+  bool native = true;  // false: classic buckets only, buckets.size() + 1 slots (see above)
 
   bool operator==(const HistogramConfig&) const = default;
 };
@@ -68,7 +88,8 @@ namespace internal {
 
 class HistogramLayout {
  public:
-  // Validates the config (naming the bad input) and builds the tables.
+  // Validates the config (naming the bad input), resolves its defaults (config() has both exponents
+  // set when native) and builds the tables.
   static absl::StatusOr<std::shared_ptr<const HistogramLayout>> Create(
       const HistogramConfig& config);
 
@@ -106,6 +127,7 @@ class HistogramLayout {
   const std::vector<SlotInfo>& slots() const { return slots_; }
   const std::vector<double>& boundaries() const { return config_.buckets; }
   const HistogramConfig& config() const { return config_; }
+  bool native() const { return config_.native; }
   int schema() const { return config_.schema; }
   double zero_threshold() const { return config_.zero_threshold; }
   size_t table_bytes() const { return table_.size() * sizeof(Entry); }
@@ -113,7 +135,8 @@ class HistogramLayout {
   // The slow path on its own (frexp, search, split walk): the reference the table is built from
   // and tested against.
   uint32_t SlowSlot(double v) const;
-  // Native bucket index of |v| > 0 by frexp and a search over B_j, not clamped.
+  // Native bucket index of |v| > 0 by frexp and a search over B_j, not clamped. Native layouts
+  // only.
   int32_t NativeIndexSlow(double abs_v) const;
 
  private:
@@ -129,13 +152,19 @@ class HistogramLayout {
 
   explicit HistogramLayout(const HistogramConfig& config) : config_(config) {}
   absl::Status Build();
+  absl::Status BuildNative();
+  void BuildClassicOnly();
+  // Fills table_ for positive values with exponents in [fast_lo, fast_hi), k mantissa bits per key
+  // (at most kMaxTableEntries, cut from the top).
+  void BuildTable(int k, int fast_lo, int fast_hi);
   // Value-order id of the (unsplit) bucket holding v (not NaN): 0 .. 2N.
   uint32_t BucketId(double v) const;
 
   HistogramConfig config_;
+  int min_e_ = 0, max_e_ = 0;    // resolved exponent range (native layouts)
   int32_t i_lo_ = 0, i_hi_ = 0;  // native index range [i_lo_, i_hi_], N = i_hi_ - i_lo_ + 1
   uint32_t nan_slot_ = 0;
-  uint32_t key_shift_ = 0;  // 52 - (s+1)
+  uint32_t key_shift_ = 0;  // 52 - k: k = s+1 (native), chosen per boundary list (classic-only)
   uint64_t key_lo_ = 0, key_span_ = 0;
   std::vector<Entry> table_;
   std::vector<double> bounds_;         // B_j

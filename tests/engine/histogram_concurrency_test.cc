@@ -18,9 +18,14 @@ constexpr int kScale = 10;
 constexpr int kScale = 1;
 #endif
 
-TEST(HistogramConcurrencyTest, ExactTotalsAndSnapshotInvariantsUnderAConcurrentScraper) {
+// Native layout (the default) and classic-only (no native part: the native check is skipped).
+class HistogramConcurrencyTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(HistogramConcurrencyTest, ExactTotalsAndSnapshotInvariantsUnderAConcurrentScraper) {
+  HistogramConfig config;
+  config.native = GetParam();
   Registry r;
-  auto f = *r.AddHistogram({.name = "h_seconds", .help = "h", .label_names = {"k"}});
+  auto f = *r.AddHistogram({.name = "h_seconds", .help = "h", .label_names = {"k"}}, config);
   std::atomic<bool> stop{false};
   std::atomic<long> violations{0}, scrapes{0};
   std::thread scraper([&] {
@@ -35,7 +40,9 @@ TEST(HistogramConcurrencyTest, ExactTotalsAndSnapshotInvariantsUnderAConcurrentS
         uint64_t native = h.zero_count;
         for (uint64_t n : h.positive.counts) native += n;
         for (uint64_t n : h.negative.counts) native += n;
-        if (native != h.count) violations.fetch_add(1);
+        if (h.native != config.native) violations.fetch_add(1);
+        if (h.native && native != h.count) violations.fetch_add(1);
+        if (!h.native && native != 0) violations.fetch_add(1);
       }
       if (!s.families[0].histograms.empty()) {
         uint64_t c = s.families[0].histograms[0].count;
@@ -72,7 +79,7 @@ TEST(HistogramConcurrencyTest, ExactTotalsAndSnapshotInvariantsUnderAConcurrentS
 
   // The same values, single-threaded, in a second registry: the totals must agree exactly.
   Registry oracle;
-  auto of = *oracle.AddHistogram({.name = "h_seconds", .help = "h", .label_names = {"k"}});
+  auto of = *oracle.AddHistogram({.name = "h_seconds", .help = "h", .label_names = {"k"}}, config);
   Histogram o = *of.Bind({"shared"});
   for (int t = 0; t < kThreads; ++t) {
     for (int i = 0; i < kObs; ++i)
@@ -87,6 +94,11 @@ TEST(HistogramConcurrencyTest, ExactTotalsAndSnapshotInvariantsUnderAConcurrentS
   EXPECT_EQ(got.positive.counts, want.positive.counts);
   EXPECT_NEAR(got.sum, want.sum, 1e-9 * want.sum);
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, HistogramConcurrencyTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Native" : "ClassicOnly";
+                         });
 
 }  // namespace
 }  // namespace metrics

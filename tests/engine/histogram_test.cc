@@ -21,7 +21,8 @@ using ::testing::HasSubstr;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// What one histogram series should report, computed the slow and obvious way.
+// What one histogram series should report, computed the slow and obvious way. Takes the resolved
+// config (HistogramLayout::config(): exponents set).
 struct Oracle {
   HistogramConfig config;
   std::vector<uint64_t> classic;  // non-cumulative, +Inf last
@@ -62,6 +63,7 @@ struct Oracle {
       while (c < config.buckets.size() && v > config.buckets[c]) ++c;
     }
     ++classic[c];
+    if (!config.native) return;
     double a = std::fabs(v);
     if (std::isnan(v) || a <= config.zero_threshold) {
       ++zero;
@@ -70,11 +72,11 @@ struct Oracle {
     const int s = config.schema;
     int32_t lo, hi;
     if (s >= 0) {
-      lo = config.min_exponent * (1 << s), hi = config.max_exponent * (1 << s);
+      lo = *config.min_exponent * (1 << s), hi = *config.max_exponent * (1 << s);
     } else {
       int n = 1 << -s;
-      lo = int32_t(std::ceil(double(config.min_exponent) / n)),
-      hi = int32_t(std::ceil(double(config.max_exponent) / n));
+      lo = int32_t(std::ceil(double(*config.min_exponent) / n)),
+      hi = int32_t(std::ceil(double(*config.max_exponent) / n));
     }
     int32_t i = std::isinf(a) ? hi : std::clamp(NativeIndex(a), lo, hi);
     ++(v < 0 ? neg : pos)[i];
@@ -94,6 +96,7 @@ std::map<int32_t, uint64_t> Expand(const NativeBuckets& b) {
 }
 
 void ExpectMatches(const Oracle& o, const HistogramSample& h) {
+  EXPECT_EQ(h.native, o.config.native);
   EXPECT_EQ(h.count, o.count);
   if (std::isnan(o.sum)) {
     EXPECT_TRUE(std::isnan(h.sum));
@@ -117,7 +120,7 @@ void CheckAgainstOracle(const HistogramConfig& config, const std::vector<double>
   auto f = r.AddHistogram({.name = "h", .help = "h"}, config);
   ASSERT_TRUE(f.ok()) << f.status();
   Histogram h = *f->Bind({});
-  Oracle o(config);
+  Oracle o(f->desc().histogram->config());
   for (double v : values) {
     h.Observe(v);
     o.Observe(v);
@@ -176,14 +179,21 @@ TEST(HistogramLayoutTest, WorkedExample) {
   EXPECT_EQ(layout->slots()[layout->Slot(1.0)].native_index, 0);
   EXPECT_EQ(layout->slots()[layout->Slot(-3.0)].sign, -1);
   EXPECT_EQ(layout->slots()[layout->Slot(-3.0)].native_index, 13);
-  // 2,245 cells: 561 buckets per sign + zero, 11 classic splits, NaN, two cells each.
-  EXPECT_EQ(layout->num_slots(), 2 * 561 + 1 + 11 + 1u);
+  // The default range is derived from the default buckets .005 (binade -8) .. 10 (binade 3): 4
+  // binades either side, 2^-12 .. 2^8, so 161 buckets per sign + zero, 11 classic splits, NaN:
+  // 335 slots, 670 cells (a fixed 2^-30 .. 2^40 took 2,270).
+  EXPECT_EQ(layout->config().min_exponent, -12);
+  EXPECT_EQ(layout->config().max_exponent, 8);
+  EXPECT_EQ(layout->num_slots(), 2 * 161 + 1 + 11 + 1u);
+  EXPECT_EQ(layout->num_cells(), 670u);
 }
 
 TEST(HistogramLayoutTest, FastPathAgreesWithSlowReferenceEverywhereInRange) {
   for (int schema = -4; schema <= 8; ++schema) {
     HistogramConfig c;
     c.schema = schema;
+    c.min_exponent = -30;  // explicit: the values below must all be inside the native range
+    c.max_exponent = 40;
     auto layout = *internal::HistogramLayout::Create(c);
     std::vector<double> values = LogUniform(20000, 0x1p-29, 0x1p39, 7 + schema, false);
     std::vector<double> edges = Boundaries(c);
@@ -261,7 +271,7 @@ TEST(HistogramTest, SpecialValues) {
   EXPECT_EQ(x.cumulative.back(), 3u);
   EXPECT_EQ(x.zero_count, 1u);  // NaN, client_golang's rule
   EXPECT_EQ(Expand(x.negative),
-            (std::map<int32_t, uint64_t>{{320, 1}}));  // -Inf: outermost bucket, 2^40
+            (std::map<int32_t, uint64_t>{{64, 1}}));  // -Inf: outermost bucket, 2^8 (derived)
 }
 
 TEST(HistogramTest, EmptyHistogramAndNoClassicBuckets) {
@@ -364,10 +374,210 @@ TEST(HistogramTest, HugeRangesStayBoundedAndCellExhaustionIsAnError) {
     }
   }
   EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
-  f->WithLabelValues("diverted").Observe(1);  // diverted to the overflow series, not a crash
+  // Diverted, not a crash: with no cells left even for the overflow series (made on the first
+  // diversion) the write goes to the sink, and the label set is still counted.
+  f->WithLabelValues("diverted").Observe(1);
   EXPECT_GE(f->diverted(), 1u);
   keep.clear();
   EXPECT_TRUE(r.Remove("huge").ok());
+}
+
+// Classic-only layouts: exactly buckets.size() + 1 slots, and the slot of every value is the
+// first boundary b with v <= b (brute force), NaN and +Inf the +Inf bucket.
+uint32_t ClassicOracleSlot(const std::vector<double>& b, double v) {
+  if (std::isnan(v)) return static_cast<uint32_t>(b.size());
+  uint32_t i = 0;
+  while (i < b.size() && !(v <= b[i])) ++i;
+  return i;
+}
+
+std::vector<std::vector<double>> ClassicLists() {
+  return {
+      DefaultBuckets(),
+      {},
+      {1.0},
+      {0.0},
+      {-5, -1, 0, 1e-300, 1e-10, 1, 1e10, 1e300},
+      *LinearBuckets(0.001, 0.0001, 200),  // dense: needs mantissa bits in the key
+      *ExponentialBuckets(1e-6, 2, 40),    // exactly one per binade
+      *ExponentialBuckets(1, 1.0001, 50),  // dense beyond the finest key: slow entries
+      {5e-324, 1e-310, 0x1p-1022, 1.7e308},
+      {1, 1.5, 2, 3, 4, 6, 8},  // boundaries on key edges
+  };
+}
+
+TEST(HistogramClassicOnlyTest, SlotOfEveryBoundaryNeighbourMatchesTheOracle) {
+  for (const std::vector<double>& b : ClassicLists()) {
+    SCOPED_TRACE(::testing::PrintToString(b));
+    HistogramConfig c;
+    c.native = false;
+    c.buckets = b;
+    auto layout = internal::HistogramLayout::Create(c);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    const internal::HistogramLayout& l = **layout;
+    ASSERT_EQ(l.num_slots(), b.size() + 1);
+    ASSERT_EQ(l.num_cells(), 2 * (b.size() + 1));
+    std::vector<double> values = {0.0,   -0.0,   5e-324, -5e-324,   0x1p-1022, 1e-300, -1e-300,
+                                  1e300, -1e300, kInf,   -kInf,     kNaN,      -kNaN,  1.7e308,
+                                  1.0,   -1.0,   0.5,    0x1p-1000, 0x1p1000};
+    for (double x : b) {
+      for (double y : {x, std::nextafter(x, -kInf), std::nextafter(x, kInf),
+                       std::nextafter(std::nextafter(x, -kInf), -kInf),
+                       std::nextafter(std::nextafter(x, kInf), kInf)}) {
+        values.push_back(y);
+        values.push_back(-y);
+      }
+    }
+    std::vector<double> random = LogUniform(20000, 1e-12, 1e12, 11, true);
+    values.insert(values.end(), random.begin(), random.end());
+    for (double v : values) {
+      const uint32_t want = ClassicOracleSlot(b, v);
+      ASSERT_EQ(l.SlowSlot(v), want) << v;
+      ASSERT_EQ(l.Slot(v), want) << v;
+      const uint64_t fast = l.FastSlot(v);
+      if (fast != internal::HistogramLayout::kNoFastSlot) {
+        ASSERT_EQ(fast, want) << v;
+      }
+      ASSERT_EQ(l.slots()[want].classic, want);
+    }
+  }
+}
+
+TEST(HistogramClassicOnlyTest, DefaultBucketsCost192BytesAndTakeTheFastPath) {
+  HistogramConfig c;
+  c.native = false;
+  auto layout = *internal::HistogramLayout::Create(c);
+  EXPECT_EQ(layout->num_slots(), 12u);
+  EXPECT_EQ(layout->num_cells() * sizeof(uint64_t), 192u);
+  EXPECT_FALSE(layout->native());
+  // Latencies 100 ns .. 100 s, far below and above the boundaries, resolve from the table.
+  for (double v : LogUniform(20000, 100e-9, 100, 4, false)) {
+    ASSERT_NE(layout->FastSlot(v), internal::HistogramLayout::kNoFastSlot) << v;
+  }
+  // Ignored native fields are normalised: equal layouts compare equal.
+  HistogramConfig d = c;
+  d.schema = 0;
+  d.min_exponent = -3;
+  EXPECT_EQ((*internal::HistogramLayout::Create(d))->config(), layout->config());
+}
+
+TEST(HistogramClassicOnlyTest, CollectMatchesOracleAndHasNoNativePart) {
+  for (const std::vector<double>& b : ClassicLists()) {
+    SCOPED_TRACE(::testing::PrintToString(b));
+    HistogramConfig c;
+    c.native = false;
+    c.buckets = b;
+    std::vector<double> values = LogUniform(5000, 1e-9, 1e9, 21, true);
+    for (double x : b) {
+      values.push_back(x);
+      values.push_back(std::nextafter(x, kInf));
+    }
+    for (double x : {0.0, -0.0, kInf, -kInf, 5e-324}) values.push_back(x);
+    CheckAgainstOracle(c, values);  // native part empty: zero_count 0, no spans
+  }
+}
+
+TEST(HistogramClassicOnlyTest, SpecialValues) {
+  Registry r;
+  HistogramConfig c;
+  c.native = false;
+  auto f = *r.AddHistogram({.name = "h", .help = "h"}, c);
+  Histogram h = *f.Bind({});
+  for (double v : {kNaN, 1.0, -kInf, kInf, 0.0, -1.0}) h.Observe(v);
+  Snapshot s = r.Collect();
+  const HistogramSample& x = s.families[0].histograms[0];
+  EXPECT_FALSE(x.native);
+  EXPECT_EQ(x.count, 6u);
+  EXPECT_TRUE(std::isnan(x.sum));
+  EXPECT_EQ(x.cumulative.front(), 3u);                   // -Inf, 0, -1 <= 0.005
+  EXPECT_EQ(x.cumulative[x.cumulative.size() - 2], 4u);  // + 1.0; NaN and +Inf only in +Inf
+  EXPECT_EQ(x.cumulative.back(), 6u);
+  EXPECT_EQ(x.zero_count, 0u);
+  EXPECT_EQ(x.schema, 0);
+  EXPECT_TRUE(x.positive.spans.empty());
+  EXPECT_TRUE(x.negative.spans.empty());
+}
+
+TEST(HistogramLayoutTest, DefaultNativeRangeFollowsTheClassicBoundaries) {
+  auto range = [](HistogramConfig c) {
+    auto l = internal::HistogramLayout::Create(c);
+    EXPECT_TRUE(l.ok()) << l.status();
+    return std::pair<int, int>(*(*l)->config().min_exponent, *(*l)->config().max_exponent);
+  };
+  HistogramConfig c;
+  EXPECT_EQ(range(c), std::pair(-12, 8));  // .005 .. 10
+  c.buckets = {1, 2, 3};                   // binades 0 .. 1
+  EXPECT_EQ(range(c), std::pair(-4, 6));
+  c.buckets = {};  // nothing to go by: the old fixed range
+  EXPECT_EQ(range(c), std::pair(-30, 40));
+  c.buckets = {-1, 0};
+  EXPECT_EQ(range(c), std::pair(-30, 40));
+  c = {};
+  c.min_exponent = -30;  // explicit ends are kept; the other one is derived
+  EXPECT_EQ(range(c), std::pair(-30, 8));
+  c.max_exponent = 40;
+  EXPECT_EQ(range(c), std::pair(-30, 40));
+  c = {};
+  c.max_exponent = -20;  // below the derived min: the derived end makes room
+  EXPECT_EQ(range(c), std::pair(-21, -20));
+  // Values far outside the derived range still take the fast path (clamped table entries).
+  auto layout = *internal::HistogramLayout::Create(HistogramConfig{});
+  for (double v : LogUniform(20000, 100e-9, 100, 9, false)) {
+    ASSERT_NE(layout->FastSlot(v), internal::HistogramLayout::kNoFastSlot) << v;
+    ASSERT_EQ(layout->Slot(v), layout->SlowSlot(v)) << v;
+  }
+}
+
+// A labelled family costs no cells until a label set is used; the overflow series is made by the
+// first diversion, which lands in it and is counted.
+TEST(HistogramTest, LabelledFamilyCellsGrowOnlyWithUsedLabelSets) {
+  for (bool native : {true, false}) {
+    SCOPED_TRACE(native);
+    HistogramConfig c;
+    c.native = native;
+    Registry r;
+    // A lookup first: this thread drops its cached handles of families removed earlier (the
+    // previous round's), which would otherwise give their cells back in the middle of the counts.
+    r.AddCounter({.name = "warm_total", .help = "h", .label_names = {"k"}})
+        ->WithLabelValues("x")
+        .Inc();
+    const uint64_t base = internal::CellAllocator::CellsInUse();
+    auto f = *r.AddHistogram(
+        {.name = "h_seconds", .help = "h", .label_names = {"k"}, .max_series = 2}, c);
+    const uint64_t per_series = f.desc().histogram->num_cells();
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base);  // nothing reserved up front
+    EXPECT_EQ(r.Collect().families[0].histograms.size(), 0u);
+    f.WithLabelValues("a").Observe(0.5);
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + per_series);
+    f.WithLabelValues("a").Observe(0.5);  // a used label set again: no growth
+    Histogram b = *f.Bind({"b"});
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 2 * per_series);
+    EXPECT_EQ(f.diverted(), 0u);
+    // Past max_series: the first diversion makes the overflow series and lands in it.
+    f.WithLabelValues("c").Observe(2.0);
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 3 * per_series);
+    EXPECT_EQ(f.diverted(), 1u);
+    f.WithLabelValues("d").Observe(3.0);  // later diversions reuse it
+    EXPECT_EQ(internal::CellAllocator::CellsInUse(), base + 3 * per_series);
+    EXPECT_EQ(f.diverted(), 2u);
+    Snapshot s = r.Collect();
+    const FamilySnapshot* fam = nullptr;
+    uint64_t overflow_total = 0;
+    for (const FamilySnapshot& x : s.families) {
+      if (x.desc->name == "h_seconds") fam = &x;
+      if (x.desc->name == "metrics_cardinality_overflow_total") {
+        for (const SeriesSample& y : x.samples) overflow_total += y.int_value;
+      }
+    }
+    ASSERT_NE(fam, nullptr);
+    ASSERT_EQ(fam->samples.size(), 3u);  // __overflow__, a, b in label order
+    EXPECT_EQ((*fam->samples[0].label_values)[0], "__overflow__");
+    EXPECT_EQ(fam->histograms[0].count, 2u);
+    EXPECT_EQ(fam->histograms[0].sum, 5.0);
+    EXPECT_EQ(fam->histograms[1].count, 2u);
+    EXPECT_EQ(fam->histograms[2].count, 0u);
+    EXPECT_EQ(overflow_total, 2u);
+  }
 }
 
 TEST(HistogramTest, BucketHelpers) {

@@ -15,7 +15,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Every type, nasty label values (backslash, quote, newline, non-ASCII, empty), special HELP text,
 // NaN and infinities, a histogram with and one without observations.
-void Fill(Registry& r) {
+void Fill(Registry& r, bool native = true) {
   auto c = r.AddCounter({.name = "events_total",
                          .help = "Events with a \\ backslash\nand a newline \"quoted\".",
                          .label_names = {"type"},
@@ -33,6 +33,7 @@ void Fill(Registry& r) {
   g->WithLabelValues("small").Set(1.5e-7);
   HistogramConfig hc;
   hc.buckets = {0.25, 1, 2.5};
+  hc.native = native;
   auto h =
       r.AddHistogram({.name = "latency_seconds", .help = "Latency.", .label_names = {"op"}}, hc);
   h->WithLabelValues("read").Observe(0.25);
@@ -237,6 +238,23 @@ queue_ratio 0.25
 uptime_seconds_total 12
 # EOF
 )");
+}
+
+// The text formats carry classic buckets only: a classic-only histogram (no native part) renders
+// byte for byte as the native one does.
+TEST(TextFormatTest, ClassicOnlyHistogramRendersTheSame) {
+  Registry native, classic;
+  Fill(native);
+  Fill(classic, /*native=*/false);
+  std::string want, got;
+  WriteText(native.Collect(), &want);
+  WriteText(classic.Collect(), &got);
+  EXPECT_EQ(got, want);
+  want.clear();
+  got.clear();
+  WriteOpenMetrics(native.Collect(), &want);
+  WriteOpenMetrics(classic.Collect(), &got);
+  EXPECT_EQ(got, want);
 }
 
 TEST(TextFormatTest, EmptySnapshot) {
