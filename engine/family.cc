@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/histogram.h"
 #include "engine/internal/cells.h"
+#include "engine/internal/exemplar_slots.h"
 #include "engine/internal/family.h"
 #include "engine/validate.h"
 
@@ -65,6 +66,8 @@ void ThreadCaches::Destroy(void* caches) {
 
 SeriesCore::~SeriesCore() {
   if (num_cells > 0) CellAllocator::Free(first_cell, num_cells);
+  // Relaxed: the last reference is going away, so no thread can be installing or reading them.
+  delete exemplars.load(std::memory_order_relaxed);
 }
 
 FamilyImpl::FamilyImpl(std::shared_ptr<const FamilyDesc> desc, uint32_t cells_per_series,

@@ -9,6 +9,7 @@
 #include "engine/internal/cells.h"
 #include "engine/internal/histogram_layout.h"
 #include "engine/internal/series.h"
+#include "engine/metric.h"  // ExemplarLabels
 
 namespace metrics {
 namespace internal {
@@ -65,6 +66,11 @@ class Histogram {
     internal::CellAdd(slot, 0, 1);
     internal::CellAddDouble(slot, 1, v);
   }
+
+  // Observe(v), and makes {labels, v, now} the exemplar of the classic bucket v falls in (the
+  // +Inf bucket included), reported on that bucket by OpenMetrics and protobuf scrapes. Cost and
+  // errors as Counter::AddWithExemplar: plain Observe never pays for it.
+  absl::Status ObserveWithExemplar(double v, ExemplarLabels labels);
 
  private:
   friend struct internal::HandleAccess;

@@ -6,10 +6,13 @@
 #include <cassert>
 #include <concepts>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <string_view>
 #include <utility>
 
 #include "absl/base/attributes.h"
+#include "absl/status/status.h"
 #include "engine/internal/cells.h"
 #include "engine/internal/series.h"
 
@@ -17,6 +20,11 @@ namespace metrics {
 namespace internal {
 struct HandleAccess;
 }  // namespace internal
+
+// An exemplar's labels, e.g. {{"trace_id", id}}: label names as for metrics
+// ([a-zA-Z_][a-zA-Z0-9_]*), values UTF-8, names and values together at most 128 runes (OpenMetrics'
+// limit).
+using ExemplarLabels = std::initializer_list<std::pair<std::string_view, std::string_view>>;
 
 // A monotonically increasing count, sharded per thread.
 //
@@ -70,6 +78,15 @@ class Counter {
     if (!(v >= 0)) return;  // also rejects NaN
     internal::CellAddDouble(internal::ThreadCells(), cell_ + 1, v);
   }
+
+  // Inc() / Add(v), and makes {labels, the increment, now} the series' exemplar, which OpenMetrics
+  // and protobuf scrapes report with the counter. Costs an allocation and a short per-series lock
+  // (engine/internal/exemplar_slots.h) that plain Inc never takes; use it for the sampled events
+  // whose trace or request id is worth a click, not for every event. On invalid labels the counter
+  // still counts, no exemplar is kept, and the error names the problem.
+  // A negative or NaN v changes nothing and is an error.
+  absl::Status IncWithExemplar(ExemplarLabels labels);
+  absl::Status AddWithExemplar(double v, ExemplarLabels labels);
 
   // Cells per counter series: [integer count, sum of fractional increments as double bits].
   static constexpr uint32_t kCells = 2;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/internal/cells.h"
+#include "engine/internal/exemplar_slots.h"
 #include "engine/internal/family.h"
 #include "engine/internal/strings.h"
 #include "engine/validate.h"
@@ -527,6 +528,14 @@ Snapshot Registry::Collect() const {
       case MetricType::kInfo:
         for (SeriesSample& x : fs.samples) x.int_value = 1;
         break;
+    }
+    if (fs.desc->type == MetricType::kCounter || fs.desc->type == MetricType::kHistogram) {
+      for (size_t i = 0; i < series.size(); ++i) {
+        // Acquire: pairs with the release CAS that installs them (RecordExemplar in exemplar.cc).
+        if (const auto* x = series[i]->exemplars.load(std::memory_order_acquire)) {
+          x->Read(static_cast<uint32_t>(i), &fs.exemplars);
+        }
+      }
     }
     if (uint64_t d = impl->diverted(); d > 0) {
       auto values = std::make_shared<const std::vector<std::string>>(1, impl->desc().name);

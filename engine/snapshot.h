@@ -60,6 +60,23 @@ struct HistogramSample {
   NativeBuckets negative;
 };
 
+// An exemplar (OpenMetrics): one observation or increment with labels that lead elsewhere, usually
+// to a trace or a request. Recorded by Counter::IncWithExemplar and Histogram::ObserveWithExemplar.
+struct Exemplar {
+  std::vector<std::pair<std::string, std::string>> labels;  // in the order given
+  double value = 0;
+  double timestamp = 0;  // seconds since the Unix epoch, when it was recorded
+};
+
+// The latest exemplar of one counter series or one classic bucket of one histogram series.
+struct ExemplarSample {
+  uint32_t sample = 0;  // index into FamilySnapshot::samples
+  // Histograms: the classic bucket the exemplar's value falls in, an index into
+  // desc->histogram->boundaries(), whose size() stands for +Inf. Counters: 0.
+  uint32_t bucket = 0;
+  std::shared_ptr<const Exemplar> exemplar;  // never null; immutable, shared with the series
+};
+
 // One series' values at collect time.
 struct SeriesSample {
   const std::vector<std::string>* label_values =
@@ -78,6 +95,8 @@ struct FamilySnapshot {
   std::shared_ptr<const FamilyDesc> desc;
   std::vector<SeriesSample> samples;        // sorted by label values
   std::vector<HistogramSample> histograms;  // histograms: one per sample, same order
+  // Sorted by (sample, bucket); empty unless a series of the family has recorded an exemplar.
+  std::vector<ExemplarSample> exemplars;
   // Keeps the label values that samples point to alive.
   std::shared_ptr<const std::vector<internal::SeriesPtr>> series;
   std::vector<std::shared_ptr<const std::vector<std::string>>>

@@ -12,6 +12,7 @@
 namespace metrics::internal {
 
 class HistogramLayout;
+class ExemplarSlots;
 
 struct SeriesCore {
   SeriesCore(std::vector<std::string> values, uint32_t first, uint32_t n,
@@ -36,6 +37,9 @@ struct SeriesCore {
   std::atomic<uint64_t> gauge_bits{0};
   // Set under the family mutex when the series leaves its family; read by thread caches to drop it.
   std::atomic<bool> removed{false};
+  // The series' latest exemplars (engine/internal/exemplar_slots.h): null until the first
+  // IncWithExemplar/ObserveWithExemplar installs them, then fixed until the series is freed.
+  std::atomic<ExemplarSlots*> exemplars{nullptr};
 };
 
 using SeriesPtr = std::shared_ptr<SeriesCore>;
