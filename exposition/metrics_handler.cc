@@ -70,7 +70,11 @@ ScrapeResult MetricsHandler::ScrapeLocked(std::string_view accept,
                                           std::string_view accept_encoding) {
   const auto start = std::chrono::steady_clock::now();
   const Format format = NegotiateFormat(accept);
-  scrapes_.WithLabelValues(format == Format::kOpenMetrics ? "openmetrics" : "text").Inc();
+  scrapes_
+      .WithLabelValues(format == Format::kOpenMetrics ? "openmetrics"
+                       : format == Format::kProtobuf  ? "protobuf"
+                                                      : "text")
+      .Inc();
   text_.clear();
   Write(format, Collect(), &text_);
   ScrapeResult r{text_, ContentType(format), false};

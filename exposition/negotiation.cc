@@ -26,8 +26,10 @@ bool IEquals(std::string_view a, std::string_view b) {
 }
 
 struct MediaRange {
-  std::string_view type;     // e.g. "application/openmetrics-text"
-  std::string_view version;  // the version parameter, if any
+  std::string_view type;      // e.g. "application/openmetrics-text"
+  std::string_view version;   // the version parameter, if any
+  std::string_view proto;     // protobuf: the message type
+  std::string_view encoding;  // protobuf: "delimited" is the only one we write
   double q = 1;
   size_t order = 0;
 };
@@ -61,6 +63,10 @@ std::vector<MediaRange> Parse(std::string_view header) {
         r.q = (end == v.c_str() || *end != '\0' || !(q >= 0) || q > 1) ? 0 : q;
       } else if (IEquals(key, "version")) {
         r.version = value;
+      } else if (IEquals(key, "proto")) {
+        r.proto = value;
+      } else if (IEquals(key, "encoding")) {
+        r.encoding = value;
       }
     }
     if (!r.type.empty()) out.push_back(r);
@@ -75,6 +81,10 @@ std::vector<MediaRange> Parse(std::string_view header) {
 Format NegotiateFormat(std::string_view accept) {
   for (const MediaRange& r : Parse(accept)) {
     if (r.q <= 0) continue;
+    if (IEquals(r.type, "application/vnd.google.protobuf") &&
+        r.proto == "io.prometheus.client.MetricFamily" && IEquals(r.encoding, "delimited")) {
+      return Format::kProtobuf;
+    }
     if (IEquals(r.type, "application/openmetrics-text") &&
         (r.version.empty() || r.version == "1.0.0" || r.version == "0.0.1")) {
       return Format::kOpenMetrics;

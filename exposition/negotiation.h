@@ -10,10 +10,12 @@
 
 namespace metrics::exposition {
 
-// The format to answer with: OpenMetrics when the client prefers application/openmetrics-text (any
-// version we can produce: 1.0.0, 0.0.1 or none) over text/plain, by q-value and then by order;
-// text 0.0.4 otherwise, including for a missing, empty or unparsable header. Entries with q=0 are
-// refused.
+// The format to answer with, the client's most preferred one we can produce (by q-value, then by
+// order): protobuf for application/vnd.google.protobuf with proto=io.prometheus.client.MetricFamily
+// and encoding=delimited (the other encodings, text and compact-text, are not offered);
+// OpenMetrics for application/openmetrics-text (version 1.0.0, 0.0.1 or none); text 0.0.4 for
+// text/plain (version 0.0.4 or none), text/* and */*, and for a missing, empty, unparsable or
+// unmatched header. Entries with q=0 are refused.
 Format NegotiateFormat(std::string_view accept);
 
 // True when Accept-Encoding lists gzip (or *) with a q-value above 0.

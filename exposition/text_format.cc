@@ -1,8 +1,10 @@
 #include "exposition/text_format.h"
 
+#include <cstdio>
 #include <string_view>
 
 #include "exposition/format_float.h"
+#include "exposition/protobuf_format.h"
 
 namespace metrics::exposition {
 namespace {
@@ -82,17 +84,24 @@ class Writer {
     }
     PrepareLabels(d);
     switch (d.type) {
-      case MetricType::kCounter:
-        for (const SeriesSample& s : f.samples) {
+      case MetricType::kCounter: {
+        size_t ex = 0;  // cursor into f.exemplars, sorted by sample
+        for (size_t k = 0; k < f.samples.size(); ++k) {
+          const SeriesSample& s = f.samples[k];
           Sample(name, om_ ? "_total" : "", d, s);
           if (s.IsInteger()) {
             AppendUint(out_, s.int_value);
           } else {
             Float(s.Total());
           }
+          while (ex < f.exemplars.size() && f.exemplars[ex].sample < k) ++ex;
+          if (om_ && ex < f.exemplars.size() && f.exemplars[ex].sample == k) {
+            Exemplar(*f.exemplars[ex].exemplar);
+          }
           out_->push_back('\n');
         }
         break;
+      }
       case MetricType::kGauge:
         for (const SeriesSample& s : f.samples) {
           Sample(name, "", d, s);
@@ -168,6 +177,7 @@ class Writer {
       les_.push_back(std::move(le));
     }
     les_.push_back("+Inf");
+    size_t ex = 0;  // cursor into f.exemplars, sorted by (sample, bucket)
     for (size_t k = 0; k < f.samples.size(); ++k) {
       RenderLabels(d, *f.samples[k].label_values);
       const HistogramSample& h = f.histograms[k];
@@ -180,6 +190,15 @@ class Writer {
         out_->append(les_[c]);
         out_->append("\"} ");
         AppendUint(out_, h.cumulative[c]);
+        while (ex < f.exemplars.size() &&
+               (f.exemplars[ex].sample < k ||
+                (f.exemplars[ex].sample == k && f.exemplars[ex].bucket < c))) {
+          ++ex;
+        }
+        if (om_ && ex < f.exemplars.size() && f.exemplars[ex].sample == k &&
+            f.exemplars[ex].bucket == c) {
+          Exemplar(*f.exemplars[ex].exemplar);
+        }
         out_->push_back('\n');
       }
       Line(name, "_sum");
@@ -189,6 +208,25 @@ class Writer {
       AppendUint(out_, h.count);
       out_->push_back('\n');
     }
+  }
+
+  // " # {a=\"x\"} value timestamp": OpenMetrics only, and only after a counter's _total or a
+  // histogram's _bucket sample (Prometheus 2.42 fails the whole scrape on an exemplar elsewhere).
+  void Exemplar(const metrics::Exemplar& x) {
+    out_->append(" # {");
+    for (size_t i = 0; i < x.labels.size(); ++i) {
+      if (i > 0) out_->push_back(',');
+      out_->append(x.labels[i].first);
+      out_->append("=\"");
+      AppendEscaped(out_, x.labels[i].second, /*quote=*/true);
+      out_->push_back('"');
+    }
+    out_->append("} ");
+    AppendOpenMetricsFloat(out_, x.value);
+    // Milliseconds, which is what Prometheus keeps; fixed notation reads better than %g's 1.7e+09.
+    char ts[32];
+    const int n = std::snprintf(ts, sizeof ts, " %.3f", x.timestamp);
+    if (n > 0) out_->append(ts, static_cast<size_t>(n));
   }
 
   void Line(std::string_view name, std::string_view suffix) {
@@ -213,10 +251,19 @@ class Writer {
 }  // namespace
 
 std::string_view ContentType(Format format) {
-  return format == Format::kOpenMetrics ? kOpenMetricsContentType : kTextContentType;
+  switch (format) {
+    case Format::kOpenMetrics:
+      return kOpenMetricsContentType;
+    case Format::kProtobuf:
+      return kProtobufContentType;
+    case Format::kText:
+      break;
+  }
+  return kTextContentType;
 }
 
 void Write(Format format, const Snapshot& snapshot, std::string* out) {
+  if (format == Format::kProtobuf) return WriteProtobuf(snapshot, out);
   Writer w(format, out);
   for (const FamilySnapshot& f : snapshot.families) w.Family(f);
   w.End();

@@ -1,5 +1,5 @@
 // Renders a registry snapshot (engine/snapshot.h) as Prometheus text format 0.0.4 or
-// OpenMetrics 1.0.
+// OpenMetrics 1.0 (and, through Write, protobuf: exposition/protobuf_format.h).
 #pragma once
 
 #include <string>
@@ -9,11 +9,15 @@
 
 namespace metrics::exposition {
 
-enum class Format { kText, kOpenMetrics };
+// kProtobuf: varint-delimited io.prometheus.client.MetricFamily messages
+// (exposition/protobuf_format.h).
+enum class Format { kText, kOpenMetrics, kProtobuf };
 
 inline constexpr char kTextContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 inline constexpr char kOpenMetricsContentType[] =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+inline constexpr char kProtobufContentType[] =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 std::string_view ContentType(Format format);
 
@@ -31,10 +35,15 @@ std::string_view ContentType(Format format);
 // sample is <family>_total; "# UNIT <family> <unit>" follows "# TYPE" when the family has a unit
 // (text 0.0.4 never prints it); the output ends with "# EOF".
 //
+// Exemplars (FamilySnapshot::exemplars): OpenMetrics only, as " # {labels} value timestamp" after
+// a counter's _total sample and a histogram's _bucket samples, the only places Prometheus 2.42's
+// parser accepts them; the timestamp in seconds with millisecond digits. Text 0.0.4 has none.
+//
 // Info families: "# TYPE <name> info" and samples <name>_info{...} 1 in OpenMetrics; in text 0.0.4
 // a gauge named <name>_info with the same samples.
 void WriteText(const Snapshot& snapshot, std::string* out);
 void WriteOpenMetrics(const Snapshot& snapshot, std::string* out);
+// Any format, protobuf included.
 void Write(Format format, const Snapshot& snapshot, std::string* out);
 
 }  // namespace metrics::exposition

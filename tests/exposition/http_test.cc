@@ -72,11 +72,11 @@ TEST(NegotiationTest, WhatPrometheusSends) {
                             "*/*;q=0.1"),
             Format::kOpenMetrics);
   EXPECT_EQ(NegotiateFormat("text/plain;version=0.0.4;q=1,*/*;q=0.1"), Format::kText);
-  // Protobuf first (we don't serve it): the next acceptable choice wins.
+  // Protobuf first: served (exposition/protobuf_format.h); protobuf_format_test has the rest.
   EXPECT_EQ(NegotiateFormat("application/vnd.google.protobuf;proto=io.prometheus.client."
                             "MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,"
                             "*/*;q=0.2"),
-            Format::kText);
+            Format::kProtobuf);
 }
 
 TEST(NegotiationTest, EdgeCases) {
