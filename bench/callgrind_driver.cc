@@ -3,7 +3,7 @@
 // instruction cost of one op.
 //
 //   metrics_callgrind_driver counter_inc|histogram_observe|histogram_observe_classic|
-//                            with_label_values_inc|store_event N
+//                            histogram_observe_exemplar|with_label_values_inc|store_event N
 //
 // histogram_observe_classic is Observe on a classic-only layout (HistogramConfig::native = false,
 // default buckets), the same values as histogram_observe.
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   if (argc != 3) {
     std::fprintf(stderr,
                  "usage: %s counter_inc|histogram_observe|histogram_observe_classic|"
-                 "with_label_values_inc|store_event N\n",
+                 "histogram_observe_exemplar|with_label_values_inc|store_event N\n",
                  argv[0]);
     return 2;
   }
@@ -61,6 +61,12 @@ int main(int argc, char** argv) {
     metrics::Histogram hc = *classic.Bind({});
     hc.Observe(1);
     for (long i = 0; i < n; ++i) hc.Observe(values[i & 4095]);
+  } else if (op == "histogram_observe_exemplar") {
+    // The exemplar path on its own (allocation, label copy, clock read, slot swap): what the
+    // sampled observations pay, never a plain Observe.
+    for (long i = 0; i < n; ++i) {
+      (void)h.ObserveWithExemplar(values[i & 4095], {{"trace_id", "4bf92f3577b34da6"}});
+    }
   } else if (op == "with_label_values_inc") {
     for (long i = 0; i < n; ++i) counters.WithLabelValues(type).Inc();
 #ifdef METRICS_HAVE_STORE
@@ -78,7 +84,7 @@ int main(int argc, char** argv) {
       (*sm)->CountEvent(types[i & 3]);
       (*sm)->BatchStored(100, size += 143);
       now += 1000 + (i & 0xFFFF) * 37;  // a spread of durations: 1 us .. 2.4 ms
-      (*sm)->Released(now, accept);
+      (*sm)->Released(now, accept, static_cast<uint64_t>(i) + 1);
     }
 #endif
   } else {

@@ -148,7 +148,7 @@ void InstrumentationLoop(benchmark::State& state) {
       now += 1000 + static_cast<int64_t>(i & 1023);  // the writer's post-fsync read stands in
       benchmark::DoNotOptimize(now);
     }
-    for (int r = 0; r < kBatch; ++r) sm.Released(now, accept[r]);
+    for (int r = 0; r < kBatch; ++r) sm.Released(now, accept[r], i);
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBatch);
   state.counters["ns_per_event"] =

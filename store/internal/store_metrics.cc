@@ -1,5 +1,7 @@
 #include "store/internal/store_metrics.h"
 
+#include <charconv>
+
 #include <utility>
 #include <vector>
 
@@ -98,6 +100,14 @@ StoreMetrics::ProjectionHandles StoreMetrics::BindProjection(std::string_view na
   return {.updates = updates_.WithLabelValues(name),
           .errors = errors_.WithLabelValues(name),
           .lag = lag_.WithLabelValues(name)};
+}
+
+void StoreMetrics::ObserveWithExemplar(double seconds, int64_t end_ns, uint64_t first_position) {
+  last_exemplar_ns_ = end_ns;
+  char digits[24];
+  const char* end = std::to_chars(digits, digits + sizeof digits, first_position).ptr;
+  (void)duration_.ObserveWithExemplar(
+      seconds, {{"position", std::string_view(digits, static_cast<size_t>(end - digits))}});
 }
 
 }  // namespace metrics::store::internal

@@ -40,11 +40,25 @@ class StoreMetrics {
     stored_bytes_.Inc(payload_bytes);
     size_bytes_.Set(static_cast<double>(size_bytes));
   }
-  // Writer thread only, per request of the batch, with one Now() read per batch.
-  void Released(int64_t end_ns, int64_t accept_ns) {
+  // Writer thread only, per request of the batch, with one Now() read per batch. Some
+  // observations carry an exemplar {position="<the request's first global position>"}, which
+  // leads from a latency spike on the dashboard to the events (GET /events?from=<position>):
+  // one per kExemplarEveryNs whatever its latency (a scrape sees only the latest per bucket, and
+  // scrapes are seconds apart), and any request slower than kSlowNs, at most one per kSlowEveryNs
+  // (all of a batch share end_ns: one per batch). Bounded so because an exemplar costs ~1,250
+  // instructions (an allocation, a clock read, a lock; bench/callgrind_budgets.txt).
+  void Released(int64_t end_ns, int64_t accept_ns, uint64_t first_position) {
     const int64_t d = end_ns - accept_ns;
-    duration_.Observe(static_cast<double>(d > 0 ? d : 0) * 1e-9);
+    const double seconds = static_cast<double>(d > 0 ? d : 0) * 1e-9;
+    const int64_t since = end_ns - last_exemplar_ns_;
+    if (ABSL_PREDICT_FALSE(since >= kExemplarEveryNs || (d >= kSlowNs && since >= kSlowEveryNs))) {
+      return ObserveWithExemplar(seconds, end_ns, first_position);
+    }
+    duration_.Observe(seconds);
   }
+  static constexpr int64_t kExemplarEveryNs = 1'000'000'000;  // 1 s
+  static constexpr int64_t kSlowNs = 50'000'000;              // 50 ms
+  static constexpr int64_t kSlowEveryNs = 10'000'000;         // 10 ms
 
   void SetSize(uint64_t size_bytes) { size_bytes_.Set(static_cast<double>(size_bytes)); }
   void RecoveryTruncated(uint64_t bytes) { truncated_bytes_.Inc(bytes); }
@@ -133,6 +147,9 @@ class StoreMetrics {
   static constexpr int kCacheBits = 6;
 
   Counter& TypeCounterSlow(std::string_view type, CacheEntry& entry);
+  // Out of line: keeps Released's common path free of the exemplar's registers and call.
+  ABSL_ATTRIBUTE_NOINLINE void ObserveWithExemplar(double seconds, int64_t end_ns,
+                                                   uint64_t first_position);
 
   CounterFamily stored_;
   CounterFamily updates_;
@@ -141,6 +158,7 @@ class StoreMetrics {
   Counter stored_bytes_;
   Gauge size_bytes_;
   Histogram duration_;
+  int64_t last_exemplar_ns_ = 0;  // writer thread only
   Counter truncated_bytes_;
   const size_t max_types_;
   absl::node_hash_map<std::string, Counter> types_;  // at most max_types_ entries

@@ -447,7 +447,7 @@ void Writer::ProcessBatch(AppendRequest** reqs, size_t n) {
       if (durable_ns == 0) durable_ns = NowNs();  // one clock read per batch
       for (AppendRequest* r : accepted_) {
         for (const NewEvent& ev : *r->events) metrics_->CountEvent(ev.type);
-        metrics_->Released(durable_ns, r->accept_ns);
+        metrics_->Released(durable_ns, r->accept_ns, r->result.first_position);
       }
       metrics_->BatchStored(payload, size);
     }

@@ -94,6 +94,31 @@ TEST(StoreMetricsTest, ExactCountsPerTypeAndBytes) {
   EXPECT_EQ(h.cumulative.back(), h.count);
 }
 
+// The first append's observation carries an exemplar naming its global position, in the bucket its
+// latency fell in; later ones (within the exemplar interval, none slow) leave it alone.
+TEST(StoreMetricsTest, ProcessingDurationCarriesPositionExemplar) {
+  Registry registry;
+  ScratchDir dir;
+  auto opened = EventStore::Open({.data_dir = dir.path(), .registry = &registry});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EventStore& store = **opened;
+  ASSERT_TRUE(store.Append("a", ExpectedVersion::kAny, One("t", "x")).ok());
+  auto second = store.Append("b", ExpectedVersion::kAny, {{"t", "y"}, {"t", "z"}});
+  ASSERT_TRUE(second.ok());
+  const Snapshot s = registry.Collect();
+  const FamilySnapshot* f = FindFamily(s, "event_processing_duration_seconds");
+  ASSERT_NE(f, nullptr);
+  ASSERT_GE(f->exemplars.size(), 1u);
+  ASSERT_LE(f->exemplars.size(), 2u);  // the second only if the test machine stalled >= 50 ms
+  const ExemplarSample& x = f->exemplars[0];
+  ASSERT_EQ(x.exemplar->labels.size(), 1u);
+  EXPECT_EQ(x.exemplar->labels[0].first, "position");
+  if (f->exemplars.size() == 1) EXPECT_EQ(x.exemplar->labels[0].second, "1");
+  const std::vector<double>& b = f->desc->histogram->boundaries();
+  EXPECT_TRUE(x.bucket == b.size() || x.exemplar->value <= b[x.bucket]);
+  EXPECT_TRUE(x.bucket == 0 || x.exemplar->value > b[x.bucket - 1]);
+}
+
 TEST(StoreMetricsTest, SizeGaugeInMemoryCountsFramedBytes) {
   Registry registry;
   auto store = EventStore::Open({.registry = &registry});
