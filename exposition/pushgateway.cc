@@ -66,6 +66,10 @@ absl::Status CheckNoGroupingLabels(const Snapshot& snapshot, const std::set<std:
 }  // namespace
 
 absl::StatusOr<Pusher> Pusher::Create(PushOptions options) {
+  if (options.format == Format::kOpenMetrics) {
+    return absl::InvalidArgumentError(
+        "pushgateway: OpenMetrics bodies are not accepted; push text or protobuf");
+  }
   std::string_view url = options.url;
   size_t scheme_end = url.find("://");
   std::string_view scheme = scheme_end == std::string_view::npos ? "" : url.substr(0, scheme_end);
@@ -126,7 +130,7 @@ absl::Status Pusher::Send(std::string_view method, const Snapshot* snapshot) con
     std::set<std::string> grouping = {"job"};
     for (const auto& [name, value] : options_.grouping) grouping.insert(name);
     if (absl::Status s = CheckNoGroupingLabels(*snapshot, grouping); !s.ok()) return s;
-    WriteText(*snapshot, &body);
+    Write(options_.format, *snapshot, &body);
   }
   httplib::Client client(origin_);
   client.set_connection_timeout(options_.timeout);
@@ -135,7 +139,7 @@ absl::Status Pusher::Send(std::string_view method, const Snapshot* snapshot) con
   if (!options_.basic_auth_user.empty()) {
     client.set_basic_auth(options_.basic_auth_user, options_.basic_auth_password);
   }
-  const std::string content_type(ContentType(Format::kText));
+  const std::string content_type(ContentType(options_.format));
   httplib::Result res = method == "PUT"    ? client.Put(path_, body, content_type)
                         : method == "POST" ? client.Post(path_, body, content_type)
                                            : client.Delete(path_);

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/snapshot.h"
+#include "exposition/text_format.h"
 
 namespace metrics::exposition {
 
@@ -34,6 +35,10 @@ struct PushOptions {
   // Further grouping labels, in path order. Names must be valid label names, not "job", unique.
   std::vector<std::pair<std::string, std::string>> grouping;
   std::chrono::milliseconds timeout{10000};
+  // The body's format: text 0.0.4, or protobuf (delimited MetricFamily), the only one that carries
+  // native histograms and exemplars; the Pushgateway (1.5+) keeps and serves both. OpenMetrics
+  // is not accepted by the Pushgateway: InvalidArgument at Create.
+  Format format = Format::kText;
   // HTTP basic auth, when user is non-empty.
   std::string basic_auth_user;
   std::string basic_auth_password;

@@ -10,6 +10,7 @@
 #include "exposition/pushgateway.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto_oracle.h"
 #include "tests/support/peers.h"
 
 namespace metrics {
@@ -165,6 +166,93 @@ TEST(PushgatewayInteropTest, PushAddReplaceDeleteAgainstRealPushgateway) {
   ASSERT_TRUE(pusher->Delete().ok());
   samples = ParseSamples(gw.Scrape());
   EXPECT_FALSE(AnyInJob(samples, job)) << gw.Scrape();
+}
+
+}  // namespace
+}  // namespace metrics
+
+namespace metrics {
+namespace {
+
+// A protobuf push carries the native half of a histogram (and exemplars); the Pushgateway keeps
+// it and serves it back in protobuf, where libprotobuf finds the same spans, counts and exemplar.
+TEST(PushgatewayInteropTest, ProtobufPushWithNativeHistogramRoundTrips) {
+  if (!Executable(Pushgateway::kBinary)) {
+    GTEST_SKIP() << "SKIPPED LOUDLY: " << Pushgateway::kBinary
+                 << " missing (apt-get install prometheus-pushgateway)";
+  }
+  Pushgateway gw;
+  ASSERT_TRUE(gw.WaitReady(30)) << gw.Log();
+  Registry r;
+  HistogramConfig hc;
+  hc.buckets = {0.1, 1};
+  Histogram h = *r.AddHistogram({.name = "nightly_step_seconds", .help = "Steps."}, hc)->Bind({});
+  for (double v : {0.05, 0.3, 0.3, 2.0, -1.0, 0.0}) h.Observe(v);
+  ASSERT_TRUE(h.ObserveWithExemplar(0.7, {{"run", "r-42"}}).ok());
+  Counter c = *r.AddCounter({.name = "nightly_runs_total", .help = "Runs."})->Bind({});
+  ASSERT_TRUE(c.IncWithExemplar({{"run", "r-42"}}).ok());
+  auto pusher = exposition::Pusher::Create({.url = "http://127.0.0.1:" + std::to_string(gw.port()),
+                                            .job = "nightly",
+                                            .format = exposition::Format::kProtobuf});
+  ASSERT_TRUE(pusher.ok()) << pusher.status();
+  const Snapshot pushed = r.Collect();
+  ASSERT_TRUE(pusher->Push(pushed).ok()) << gw.Log();
+
+  httplib::Client client("127.0.0.1", gw.port());
+  client.set_read_timeout(5);
+  auto res = client.Get("/metrics", {{"Accept", std::string("application/vnd.google.protobuf;"
+                                                            "proto=io.prometheus.client."
+                                                            "MetricFamily;encoding=delimited")}});
+  ASSERT_TRUE(res && res->status == 200);
+  EXPECT_THAT(res->get_header_value("Content-Type"), HasSubstr("application/vnd.google.protobuf"));
+  std::vector<testing::pb::MetricFamily> families;
+  std::string error;
+  ASSERT_TRUE(testing::ParseDelimited(res->body, &families, &error)) << error;
+  const std::vector<testing::pb::MetricFamily> want = testing::ExpectedFamilies(pushed);
+  const testing::pb::Histogram* got_h = nullptr;
+  const testing::pb::Counter* got_c = nullptr;
+  for (const auto& f : families) {
+    for (const auto& m : f.metric()) {
+      bool ours = false;
+      for (const auto& l : m.label()) ours = ours || (l.name() == "job" && l.value() == "nightly");
+      if (!ours) continue;
+      if (f.name() == "nightly_step_seconds") got_h = &m.histogram();
+      if (f.name() == "nightly_runs_total") got_c = &m.counter();
+    }
+  }
+  ASSERT_NE(got_h, nullptr) << res->body.size() << " bytes, no nightly_step_seconds";
+  ASSERT_NE(got_c, nullptr);
+  const testing::pb::Histogram& w = want[1].metric(0).histogram();
+  ASSERT_EQ(want[1].name(), "nightly_step_seconds");
+  EXPECT_EQ(got_h->sample_count(), 7u);
+  EXPECT_EQ(got_h->schema(), w.schema());
+  EXPECT_EQ(got_h->zero_threshold(), w.zero_threshold());
+  EXPECT_EQ(got_h->zero_count(), 1u);
+  ASSERT_EQ(got_h->positive_span_size(), w.positive_span_size());
+  for (int i = 0; i < w.positive_span_size(); ++i) {
+    EXPECT_EQ(got_h->positive_span(i).offset(), w.positive_span(i).offset());
+    EXPECT_EQ(got_h->positive_span(i).length(), w.positive_span(i).length());
+  }
+  EXPECT_THAT(got_h->positive_delta(), ::testing::ElementsAreArray(w.positive_delta()));
+  EXPECT_THAT(got_h->negative_delta(), ::testing::ElementsAreArray(w.negative_delta()));
+  bool exemplar = false;
+  for (const auto& b : got_h->bucket()) {
+    if (b.has_exemplar()) {
+      exemplar = true;
+      EXPECT_EQ(b.upper_bound(), 1);
+      EXPECT_EQ(b.exemplar().value(), 0.7);
+      EXPECT_EQ(b.exemplar().label(0).value(), "r-42");
+    }
+  }
+  EXPECT_TRUE(exemplar) << "the bucket exemplar did not survive the Pushgateway";
+  EXPECT_EQ(got_c->value(), 1);
+  EXPECT_EQ(got_c->exemplar().label(0).value(), "r-42");
+}
+
+TEST(PushgatewayInteropTest, OpenMetricsPushIsRefusedUpFront) {
+  auto pusher = exposition::Pusher::Create(
+      {.url = "http://127.0.0.1:1", .job = "j", .format = exposition::Format::kOpenMetrics});
+  EXPECT_EQ(pusher.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
