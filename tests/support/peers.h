@@ -165,14 +165,22 @@ class PrometheusServer : public LoopbackPeer {
  public:
   static constexpr const char* kBinary = "/usr/bin/prometheus";
 
+  // `flags` go to the command line as they are, e.g.
+  // "--enable-feature=native-histograms,exemplar-storage".
   explicit PrometheusServer(const std::string& config,
-                            const std::map<std::string, std::string>& files = {})
+                            const std::map<std::string, std::string>& files = {},
+                            const std::vector<std::string>& flags = {})
       : LoopbackPeer("metrics-prometheus") {
     WriteFile(dir_ + "/prometheus.yml", config);
     for (const auto& [name, body] : files) WriteFile(dir_ + "/" + name, body);
-    Start(kBinary,
-          {"--config.file=" + dir_ + "/prometheus.yml", "--storage.tsdb.path=" + dir_ + "/data"});
+    std::vector<std::string> args = {"--config.file=" + dir_ + "/prometheus.yml",
+                                     "--storage.tsdb.path=" + dir_ + "/data"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    Start(kBinary, std::move(args));
   }
+
+  // GET `path` on its API: the parsed JSON, or null.
+  nlohmann::json Api(const std::string& path) { return GetJson(port_, path); }
   // A config that scrapes 127.0.0.1:`target_port` every second as job `job`.
   static std::string ScrapeConfig(const std::string& job, int target_port) {
     return "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
