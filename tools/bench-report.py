@@ -97,8 +97,8 @@ class Medians:
         name = self.find(prefix, threads, has)
         return self.ns.get(name) if name else None
 
-    def counter(self, prefix, key):
-        name = self.find(prefix)
+    def counter(self, prefix, key, has=""):
+        name = self.find(prefix, None, has)
         return self.counters.get(name, {}).get(key) if name else None
 
 
@@ -230,6 +230,40 @@ def main():
     w("")
     w("Targets in parentheses are DESIGN.md's budgets; `SHORT` marks a miss in this run.")
     w("")
+
+    # Protobuf exposition: the same 10,000-series shape, beside our text and prometheus-cpp's, and
+    # our wire encoder beside libprotobuf's generated classes (exposition/protobuf_format.h).
+    pb = m.get("BM_Scrape_Protobuf", None, "/10000")
+    if pb is not None:
+        text = m.get("BM_Scrape_Text", None, "/10000")
+        peer = m.get("BM_PromCpp_Collect_Serialize", None, "/10000")
+        lib = m.get("BM_Scrape_Protobuf_Libprotobuf", None, "/10000")
+        pb_gz = m.get("BM_Scrape_Protobuf_Gzip", None, "/10000")
+        text_gz = m.get("BM_Scrape_Text_Gzip", None, "/10000")
+
+        def nbytes(name, counter):
+            v = m.counter(name, counter, "/10000")
+            return f"{v / 1024:,.0f} KiB" if v is not None else ""
+
+        w("## Scrape formats: 10,000 counter series + 100 histograms (with native buckets)")
+        w("")
+        w("| format | time | ÷ our text | bytes | gzipped | gzipped time |")
+        w("|---|---|---|---|---|---|")
+        w(f"| our text 0.0.4 | {fmt_ns(text)} | 1 | {nbytes('BM_Scrape_Text', 'bytes')} | "
+          f"{nbytes('BM_Scrape_Text_Gzip', 'gzip_bytes')} | {fmt_ns(text_gz)} |")
+        w(f"| our protobuf (own wire encoder) | {fmt_ns(pb)} | "
+          f"{fmt_ratio(pb, text, 1, higher_is_better=False)} | "
+          f"{nbytes('BM_Scrape_Protobuf', 'bytes')} | "
+          f"{nbytes('BM_Scrape_Protobuf_Gzip', 'gzip_bytes')} | {fmt_ns(pb_gz)} |")
+        if lib is not None:
+            w(f"| protobuf via libprotobuf messages | {fmt_ns(lib)} | {fmt_ratio(lib, text)} | "
+              f"{nbytes('BM_Scrape_Protobuf_Libprotobuf', 'bytes')} | | |")
+        if peer is not None:
+            w(f"| prometheus-cpp text | {fmt_ns(peer)} | {fmt_ratio(peer, text)} | "
+              f"{nbytes('BM_PromCpp_Collect_Serialize', 'bytes')} | | |")
+        w("")
+        w("Target in parentheses: protobuf no slower than our text (÷ our text ≤ 1).")
+        w("")
 
     w("## Memory per series")
     w("")
