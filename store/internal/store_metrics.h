@@ -42,7 +42,7 @@ class StoreMetrics {
   }
   // Writer thread only, per request of the batch, with one Now() read per batch. Some
   // observations carry an exemplar {position="<the request's first global position>"}, which
-  // leads from a latency spike on the dashboard to the events (GET /events?from=<position>):
+  // leads from a latency spike on the dashboard to the events (GET /all?from_position=<position>):
   // one per kExemplarEveryNs whatever its latency (a scrape sees only the latest per bucket, and
   // scrapes are seconds apart), and any request slower than kSlowNs, at most one per kSlowEveryNs
   // (all of a batch share end_ns: one per batch). Bounded so because an exemplar costs ~1,250

@@ -83,6 +83,13 @@ TEST(NativeHistogramTest, Prometheus242StoresNativeHistogramsAndExemplars) {
     GTEST_SKIP() << "SKIPPED LOUDLY: /usr/bin/prometheus missing (apt-get install prometheus)";
   }
   const std::string data_dir = TempDir("native-hist");
+  struct RemoveDir {
+    std::string dir;
+    ~RemoveDir() {
+      std::string out;
+      RunShell("rm -rf " + dir, &out);
+    }
+  } remove_dir{data_dir};
   EventStoreServer server(EVENTSTORE_SERVER, data_dir);
   ASSERT_GT(server.port(), 0);
   PrometheusServer prom(PrometheusServer::ScrapeConfig("eventstore", server.port()), {},
