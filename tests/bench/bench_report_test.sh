@@ -19,6 +19,8 @@ for t in 1 2; do
   expect "^\| Histogram observe \(prometheus-cpp with 10 buckets\) \| $t \| $num \| $num \| .* \| $ratio" "histogram row, ${t}T"
 done
 expect "^\| Scrape 10,000 counter series .* \| $num \| $num \| \| \| $ratio" "scrape 10k row"
+expect "^\| our protobuf \(own wire encoder\) \| $num \| $ratio" "protobuf scrape row"
+expect "^\| protobuf via libprotobuf messages \| $num \| $ratio" "libprotobuf scrape row"
 expect "^- CPU: .+ — [0-9]+ CPUs" "CPU model line"
 expect "^- Date: 20[0-9]{2}-" "date line"
 expect "^\| counter series \(heap\) \| [0-9,]+ B" "counter memory row"
