@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/json_out.h"
+#include "server/stats.h"
+#include "server/status_page.h"
 
 namespace eventstore {
 namespace {
@@ -31,6 +33,8 @@ constexpr std::string_view kTeams = "/projections/teams";
 constexpr std::string_view kTeamStatus = "/projections/team_status";
 constexpr std::string_view kMetrics = "/metrics";
 constexpr std::string_view kHealth = "/healthz";
+constexpr std::string_view kStatusPage = "/";
+constexpr std::string_view kStats = "/stats";
 
 void Error(Response& res, int status, std::string_view message) {
   res.status = status;
@@ -240,7 +244,8 @@ void HandleReadAll(const ApiDeps& deps, const ApiOptions& o, const Request& req,
 // Pre-routing, on both listeners: tokens and the declared body size, before any body is read.
 HandlerResponse Admit(const ApiDeps& deps, size_t max_body_bytes, const Request& req,
                       Response& res) {
-  if (req.path == kHealth) return HandlerResponse::Unhandled;
+  // The status page is static and holds no data (it asks for a token itself); /stats is the API's.
+  if (req.path == kHealth || req.path == kStatusPage) return HandlerResponse::Unhandled;
   const TokenAuth* auth = req.path == kMetrics ? deps.metrics_auth : deps.api_auth;
   if (auth != nullptr && !auth->Check(req.get_header_value("Authorization"))) {
     if (HasBody(req)) GuardedServer::CloseAfterResponse(res);
@@ -322,7 +327,10 @@ RouteTable MetricsRoutes() {
 
 RouteTable ApiRoutes(bool with_metrics_routes) {
   RouteTable t;
-  for (std::string_view r : {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth}) (void)t.Add(r);
+  for (std::string_view r :
+       {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth, kStatusPage, kStats}) {
+    (void)t.Add(r);
+  }
   if (with_metrics_routes) (void)t.Add(kMetrics);
   return t;
 }
@@ -362,6 +370,23 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
                       {"position", t.position}});
     }
     res.set_content(list.dump(), "application/json");
+  });
+  server.Get(std::string(kStatusPage), [](const Request&, Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    // Holds the page to its promise of fetching nothing from elsewhere: the browser refuses it.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; "
+                   "style-src 'unsafe-inline'; img-src 'self'; form-action 'none'; "
+                   "base-uri 'none'");
+    const std::string_view page = StatusPageHtml();
+    res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+  });
+  server.Get(std::string(kStats), [deps](const Request&, Response& res) {
+    if (deps.stats == nullptr) {
+      return Error(res, 503, "no stats: the server runs with --no-metrics");
+    }
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(deps.stats->Json(), "application/json");
   });
   if (with_metrics) {
     MountHealthAndMetrics(server, deps, std::move(metrics));

@@ -356,13 +356,29 @@ int main(int argc, char** argv) {
   }
   auto handler = std::make_shared<metrics::exposition::MetricsHandler>(
       std::vector<const metrics::Registry*>{&registry});
+  // GET /stats and the status page read the snapshot /metrics renders; the store's event count
+  // joins the registry for them (and for dashboards: positions are dense, so it is the count).
+  std::unique_ptr<eventstore::StatsService> stats;
+  if (with_metrics) {
+    EventStore* s = store.get();
+    if (!registry
+             .AddGaugeFunc({.name = "event_store_events",
+                            .help = "Events in the store (its last global position)."},
+                           [s] { return static_cast<double>(s->LastPosition()); })
+             .ok()) {
+      Die("cannot register event_store_events");
+    }
+    stats = std::make_unique<eventstore::StatsService>([handler] { return handler->Collect(); });
+    stats->StartSampler();
+  }
 
   eventstore::ApiDeps deps{.store = store.get(),
                            .teams = teams,
                            .team_status = status,
                            .api_auth = api_auth.get(),
                            .metrics_auth = metrics_auth.get(),
-                           .http_metrics = api_http.get()};
+                           .http_metrics = api_http.get(),
+                           .stats = stats.get()};
   const eventstore::ApiOptions api_options{
       .max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes),
       .body = {.max_depth = absl::GetFlag(FLAGS_max_json_depth)}};
@@ -417,9 +433,10 @@ int main(int argc, char** argv) {
 
   Start(api, listen, "API");
   if (separate_metrics) Start(scrape, metrics_listen, "metrics");
-  std::fprintf(stderr, "eventstore-server: listening on %s://%s:%d%s\n",
-               absl::GetFlag(FLAGS_tls_cert).empty() ? "http" : "https", listen.host.c_str(),
-               api.port, separate_metrics ? "" : " (metrics at /metrics)");
+  std::fprintf(
+      stderr, "eventstore-server: listening on %s://%s:%d%s\n",
+      absl::GetFlag(FLAGS_tls_cert).empty() ? "http" : "https", listen.host.c_str(), api.port,
+      separate_metrics ? " (status page at /)" : " (status page at /, metrics at /metrics)");
   if (separate_metrics) {
     std::fprintf(stderr, "eventstore-server: metrics on http://%s:%d/metrics\n",
                  metrics_listen.host.c_str(), scrape.port);

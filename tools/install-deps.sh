@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev prometheus prometheus-pushgateway python3 python3-prometheus-client
   clang clang-format valgrind wrk
-  protobuf-compiler libprotobuf-dev
+  protobuf-compiler libprotobuf-dev chromium python3-matplotlib
 )
 
 missing=()

@@ -1,0 +1,220 @@
+#include "server/stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+namespace eventstore {
+namespace {
+
+using metrics::FamilySnapshot;
+using metrics::HistogramSample;
+using metrics::Snapshot;
+
+// Handlers whose requests are not the API's: scrapes, probes, and the status page itself.
+bool ApiHandler(const std::string& handler) {
+  return handler != "/metrics" && handler != "/healthz" && handler != "/stats" && handler != "/";
+}
+
+// The label value of `name` in series k of f, or "".
+const std::string& Label(const FamilySnapshot& f, size_t k, const std::string& name) {
+  static const std::string kEmpty;
+  const auto& names = f.desc->label_names;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return (*f.samples[k].label_values)[i];
+  }
+  return kEmpty;
+}
+
+void AddCumulative(const HistogramSample& h, std::vector<double>* into) {
+  if (into->size() != h.cumulative.size()) into->assign(h.cumulative.size(), 0);
+  for (size_t i = 0; i < h.cumulative.size(); ++i)
+    (*into)[i] += static_cast<double>(h.cumulative[i]);
+}
+
+// Counts as JSON integers (604, not 604.0) while they are exact in a double.
+nlohmann::json Count(double v) {
+  if (v >= 0 && v < 9007199254740992.0 && v == std::floor(v)) {
+    return nlohmann::json(static_cast<uint64_t>(v));
+  }
+  return nlohmann::json(v);
+}
+
+nlohmann::json OrNull(std::optional<double> v) {
+  return v.has_value() && std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+StatsFigures ExtractFigures(const Snapshot& snapshot) {
+  StatsFigures f;
+  for (const FamilySnapshot& fam : snapshot.families) {
+    const std::string& name = fam.desc->name;
+    if (name == "event_store_events" && !fam.samples.empty()) {
+      f.store_events = fam.samples[0].value;
+    } else if (name == "events_stored_total") {
+      for (size_t k = 0; k < fam.samples.size(); ++k) {
+        const double v = fam.samples[k].Total();
+        f.stored_since_start += v;
+        f.by_type[Label(fam, k, "event_type")] += v;
+      }
+    } else if (name == "projection_lag_seconds") {
+      for (size_t k = 0; k < fam.samples.size(); ++k) {
+        f.projection_lag_seconds[Label(fam, k, "projection")] = fam.samples[k].value;
+      }
+    } else if (name == "event_store_size_bytes" && !fam.samples.empty()) {
+      f.store_size_bytes = fam.samples[0].value;
+    } else if (name == "process_start_time_seconds" && !fam.samples.empty()) {
+      f.start_time_seconds = fam.samples[0].value;
+    } else if (name == "event_processing_duration_seconds" && !fam.histograms.empty()) {
+      f.append_bounds = fam.desc->histogram->boundaries();
+      for (const HistogramSample& h : fam.histograms) AddCumulative(h, &f.append_cumulative);
+    } else if (name == "http_request_duration_seconds") {
+      f.api_bounds = fam.desc->histogram->boundaries();
+      for (size_t k = 0; k < fam.histograms.size(); ++k) {
+        if (ApiHandler(Label(fam, k, "handler")))
+          AddCumulative(fam.histograms[k], &f.api_cumulative);
+      }
+      if (f.api_cumulative.empty()) f.api_cumulative.assign(f.api_bounds.size() + 1, 0);
+    }
+  }
+  return f;
+}
+
+std::optional<double> ClassicQuantile(const std::vector<double>& bounds,
+                                      const std::vector<double>& cumulative, double q) {
+  if (cumulative.size() != bounds.size() + 1 || cumulative.back() <= 0) return std::nullopt;
+  const double rank = q * cumulative.back();
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    if (cumulative[i] >= rank) {
+      const double lo = i == 0 ? 0 : bounds[i - 1];
+      const double below = i == 0 ? 0 : cumulative[i - 1];
+      const double in = cumulative[i] - below;
+      return in > 0 ? lo + (bounds[i] - lo) * (rank - below) / in : bounds[i];
+    }
+  }
+  return bounds.empty() ? std::nullopt : std::optional<double>(bounds.back());
+}
+
+double StatsService::WallSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+StatsService::StatsService(std::function<Snapshot()> collect, std::function<double()> now)
+    : collect_(std::move(collect)), now_(std::move(now)) {}
+
+StatsService::~StatsService() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (sampler_.joinable()) sampler_.join();
+}
+
+void StatsService::StartSampler(std::chrono::milliseconds every) {
+  Sample();
+  sampler_ = std::thread([this, every] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_cv_.wait_for(lock, every, [this] { return stop_; })) {
+      lock.unlock();
+      Sample();
+      lock.lock();
+    }
+  });
+}
+
+StatsService::Point StatsService::MakePoint(const StatsFigures& f, double t) const {
+  return {.t = t,
+          .store_events = f.store_events,
+          .store_size_bytes = f.store_size_bytes,
+          .append_cumulative = f.append_cumulative,
+          .api_cumulative = f.api_cumulative};
+}
+
+void StatsService::Sample() {
+  const StatsFigures f = ExtractFigures(collect_());
+  Point p = MakePoint(f, now_());
+  std::lock_guard<std::mutex> lock(mu_);
+  history_.push_back(std::move(p));
+  while (history_.size() > kMaxPoints) history_.pop_front();
+}
+
+std::string StatsService::Json() {
+  const StatsFigures f = ExtractFigures(collect_());
+  const double now = now_();
+  std::deque<Point> history;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    history = history_;
+  }
+  // The window for rates and quantiles: from the newest point at least a minute old, else from
+  // the oldest point there is (a younger server reports a shorter window, and says so).
+  const Point* then = nullptr;
+  for (const Point& p : history) {
+    if (p.t <= now - 60) then = &p;
+  }
+  if (then == nullptr && !history.empty() && history.front().t < now) then = &history.front();
+  // The last hour: from the oldest point within it (an hour ago, or the server's first sample).
+  const Point* hour = nullptr;
+  for (const Point& p : history) {
+    if (p.t >= now - 3600) {
+      hour = &p;
+      break;
+    }
+  }
+
+  nlohmann::json j;
+  j["generated_at"] = now;
+  j["uptime_seconds"] =
+      f.start_time_seconds > 0 ? nlohmann::json(now - f.start_time_seconds) : nullptr;
+  j["events_count_total"] = Count(f.store_events);
+  j["events_stored_since_start"] = Count(f.stored_since_start);
+  j["events_last_hour"] = hour ? Count(f.store_events - hour->store_events) : nullptr;
+  j["events_last_hour_window_seconds"] = hour ? now - hour->t : 0.0;
+  nlohmann::json by_type = nlohmann::json::object();
+  for (const auto& [type, n] : f.by_type) by_type[type] = Count(n);
+  j["events_by_type"] = std::move(by_type);
+  nlohmann::json lag = nlohmann::json::object();
+  for (const auto& [p, seconds] : f.projection_lag_seconds) lag[p] = seconds * 1000;
+  j["projection_lag_ms"] = lag;
+  j["projection_lag_alert_ms"] = 1000;  // rules/: EventStoreProjectionLagging fires above 1 s
+  j["store_size_bytes"] = Count(f.store_size_bytes);
+
+  const double window = then ? now - then->t : 0;
+  j["window_seconds"] = window;
+  j["ingest_events_per_second"] =
+      window > 0 ? nlohmann::json((f.store_events - then->store_events) / window) : nullptr;
+  auto quantiles = [&](const std::vector<double>& bounds, const std::vector<double>& now_cum,
+                       const std::vector<double>* then_cum, std::initializer_list<double> qs) {
+    std::vector<double> d = now_cum;
+    if (then_cum != nullptr && then_cum->size() == d.size()) {
+      for (size_t i = 0; i < d.size(); ++i) d[i] -= (*then_cum)[i];
+    }
+    nlohmann::json out;
+    out["count"] = Count(d.empty() ? 0.0 : d.back());
+    for (double q : qs) {
+      out["p" + std::to_string(static_cast<int>(std::lround(q * 100)))] =
+          OrNull(ClassicQuantile(bounds, d, q));
+    }
+    return out;
+  };
+  j["append_latency_seconds"] =
+      quantiles(f.append_bounds, f.append_cumulative, then ? &then->append_cumulative : nullptr,
+                {0.5, 0.9, 0.99});
+  j["api_latency_seconds"] = quantiles(f.api_bounds, f.api_cumulative,
+                                       then ? &then->api_cumulative : nullptr, {0.5, 0.99});
+  // The last ten minutes of points, for the page's charts from its first second.
+  nlohmann::json points = nlohmann::json::array();
+  for (const Point& p : history) {
+    if (p.t < now - 600) continue;
+    points.push_back({{"t", p.t},
+                      {"events", Count(p.store_events)},
+                      {"store_size_bytes", Count(p.store_size_bytes)}});
+  }
+  j["history"] = std::move(points);
+  return j.dump();
+}
+
+}  // namespace eventstore
