@@ -123,6 +123,53 @@ def fmt_ratio(num, den, target=None, higher_is_better=True):
     return s
 
 
+# Shorter operation names for the charts' axis.
+CHART_NAMES = {
+    "Counter increment (bound handle)": "Counter::Inc",
+    "Label lookup + increment (`WithLabelValues` vs `Family::Add`)": "WithLabelValues + Inc",
+    "Histogram observe (prometheus-cpp with 10 buckets)": "Observe (10 buckets)",
+    "Histogram observe (prometheus-cpp with 40 buckets)": "Observe (40 buckets)",
+}
+
+
+def ingest_rows(section):
+    """(scenario, events/s) from the ingest section's table rows."""
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 5 or not cells[0].startswith("("):
+            continue
+        try:
+            rows.append({"scenario": cells[0].replace("`", ""),
+                         "events_per_second": float(cells[4].replace(",", ""))})
+        except ValueError:
+            continue
+    return rows
+
+
+def draw_charts(charts, out):
+    """Runs tools/bench-charts.py with Debian's python3 (where python3-matplotlib lives); returns
+    the files it wrote, or [] (with a warning) when it cannot."""
+    fd, data = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(charts, f)
+    prefix = out[:-3] if out.endswith(".md") else out
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-charts.py")
+    try:
+        r = subprocess.run(["/usr/bin/python3", script, data, prefix], capture_output=True,
+                           text=True)
+    except OSError as e:
+        print(f"bench-report: warning: no charts ({e})", file=sys.stderr)
+        return []
+    finally:
+        os.unlink(data)
+    if r.returncode != 0:
+        print(f"bench-report: warning: no charts (bench-charts.py: {r.stderr.strip()[-400:]})",
+              file=sys.stderr)
+        return []
+    return [line for line in r.stdout.splitlines() if line.endswith(".svg")]
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -173,6 +220,7 @@ def main():
     ctx = data.get("context", {})
     reps = max(m.reps.values()) if m.reps else 0
     lines = []
+    charts = {"hot_path": [], "memory": [], "ingest": []}
     w = lines.append
     w("# Benchmark results")
     w("")
@@ -216,6 +264,9 @@ def main():
             w(f"| {label} | {t} | {fmt_ns(ours)} | {fmt_ns(peer)} | {fmt_ns(tls)} | "
               f"{fmt_ns(shared)} | {fmt_ratio(peer, ours, peer_target.get(t))} | "
               f"{fmt_ratio(ours, tls, base_target, higher_is_better=False)} |")
+            charts["hot_path"].append({"op": CHART_NAMES.get(label, label), "threads": t,
+                                       "ours": ours, "prometheus_cpp": peer,
+                                       "thread_local_add": tls, "shared_fetch_add": shared})
     for n in (1000, 10000):
         ours = m.get("BM_Scrape_Text", None, f"/{n}")
         peer = m.get("BM_PromCpp_Collect_Serialize", None, f"/{n}")
@@ -280,6 +331,11 @@ def main():
     def b(v):
         return "—" if v is None else f"{v:,.0f} B"
 
+    charts["memory"] = [
+        {"metric": "counter series", "ours": c_ours, "ours_per_thread": c_shard,
+         "prometheus_cpp": c_peer},
+        {"metric": "histogram series", "ours": h_ours, "ours_per_thread": h_comm,
+         "prometheus_cpp": h_peer}]
     w(f"| counter series (heap) | {b(c_ours)} + {b(c_shard)} per writing thread | {b(c_peer)} |")
     w(f"| histogram series (heap) | {b(h_ours)} + {b(h_comm)} committed ({b(h_res)} reserved) "
       f"per writing thread | {b(h_peer)} |")
@@ -305,6 +361,19 @@ def main():
     w("`Durable` is fsynced appends per second. DESIGN.md's budget: ≤ 25 ns per event.")
     w("")
 
+    ingest = existing_ingest_section(args.out)
+    charts["ingest"] = ingest_rows(ingest) if ingest else []
+    drawn = draw_charts(charts, args.out)
+    if drawn:
+        w("## Charts")
+        w("")
+        w("Drawn by `tools/bench-charts.py` (python3-matplotlib) from the figures above; the ingest")
+        w("chart from the HTTP ingest section at the end (another run, `tools/ingest-bench.sh`).")
+        w("")
+        for path in drawn:
+            w(f"![{os.path.basename(path)}]({os.path.basename(path)})")
+            w("")
+
     if args.callgrind:
         with open(args.callgrind) as f:
             table = f.read().strip()
@@ -318,7 +387,6 @@ def main():
         w("")
 
     text = "\n".join(lines) + "\n"
-    ingest = existing_ingest_section(args.out)
     if ingest:
         text = text.rstrip("\n") + "\n\n" + ingest
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

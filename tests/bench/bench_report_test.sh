@@ -5,7 +5,7 @@
 set -euo pipefail
 src=$1 build=$2
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out"-*.svg' EXIT
 "$src/tools/bench-report.sh" --quick --out "$out" "$build" 2>/dev/null
 fail=0
 expect() {  # expect <regex> <what>
@@ -26,5 +26,11 @@ expect "^- Date: 20[0-9]{2}-" "date line"
 expect "^\| counter series \(heap\) \| [0-9,]+ B" "counter memory row"
 expect "^\| \`BM_Store_Append_InstrumentationOnly<1>\` \| $num" "store instrumentation row"
 expect "^store_event +[0-9.]+ +[0-9]+ " "callgrind store_event line"
+# The charts (python3-matplotlib): drawn next to the report and linked from it.
+for chart in hot-path memory; do
+  f="$out-$chart.svg"
+  if [ ! -s "$f" ] || ! grep -q '<svg' "$f"; then echo "MISSING: chart $f"; fail=1; fi
+  expect "^!\[[^]]*\]\($(basename "$f")\)" "link to the $chart chart"
+done
 [ $fail -eq 0 ] || { echo "--- report:"; cat "$out"; exit 1; }
 echo "bench-report: all rows present"
