@@ -244,9 +244,11 @@ void HandleReadAll(const ApiDeps& deps, const ApiOptions& o, const Request& req,
 // Pre-routing, on both listeners: tokens and the declared body size, before any body is read.
 HandlerResponse Admit(const ApiDeps& deps, size_t max_body_bytes, const Request& req,
                       Response& res) {
+  if (req.path == kHealth) return HandlerResponse::Unhandled;
   // The status page is static and holds no data (it asks for a token itself); /stats is the API's.
-  if (req.path == kHealth || req.path == kStatusPage) return HandlerResponse::Unhandled;
-  const TokenAuth* auth = req.path == kMetrics ? deps.metrics_auth : deps.api_auth;
+  const TokenAuth* auth = req.path == kMetrics      ? deps.metrics_auth
+                          : req.path == kStatusPage ? nullptr
+                                                    : deps.api_auth;
   if (auth != nullptr && !auth->Check(req.get_header_value("Authorization"))) {
     if (HasBody(req)) GuardedServer::CloseAfterResponse(res);
     res.set_header("WWW-Authenticate", "Bearer realm=\"eventstore\"");
