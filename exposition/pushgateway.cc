@@ -132,6 +132,17 @@ absl::Status Pusher::Send(std::string_view method, const Snapshot* snapshot) con
     if (absl::Status s = CheckNoGroupingLabels(*snapshot, grouping); !s.ok()) return s;
     Write(options_.format, *snapshot, &body);
   }
+  const std::string url = origin_ + path_;
+  const std::string content_type(ContentType(options_.format));
+  if (options_.sender) {
+    const PushReply r = options_.sender(method, path_, body, content_type);
+    if (r.status == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("pushgateway ", internal::AV(method), " ", url, ": ", r.error));
+    }
+    if (r.status < 200 || r.status > 299) return HttpError(method, url, r.status, r.body);
+    return absl::OkStatus();
+  }
   httplib::Client client(origin_);
   client.set_connection_timeout(options_.timeout);
   client.set_read_timeout(options_.timeout);
@@ -139,11 +150,9 @@ absl::Status Pusher::Send(std::string_view method, const Snapshot* snapshot) con
   if (!options_.basic_auth_user.empty()) {
     client.set_basic_auth(options_.basic_auth_user, options_.basic_auth_password);
   }
-  const std::string content_type(ContentType(options_.format));
   httplib::Result res = method == "PUT"    ? client.Put(path_, body, content_type)
                         : method == "POST" ? client.Post(path_, body, content_type)
                                            : client.Delete(path_);
-  const std::string url = origin_ + path_;
   if (!res) {
     return absl::UnavailableError(absl::StrCat("pushgateway ", internal::AV(method), " ", url, ": ",
                                                httplib::to_string(res.error())));

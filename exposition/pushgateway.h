@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,20 @@
 #include "exposition/text_format.h"
 
 namespace metrics::exposition {
+
+// What a push got back: the HTTP status and body, or status 0 and the transport error.
+struct PushReply {
+  int status = 0;
+  std::string body;
+  std::string error;
+};
+// Sends one request to the gateway: method, path (the group's, prefix included), body and
+// Content-Type. Set PushOptions::sender to route pushes through a client of your own, e.g. the
+// instrumented one of instrument/outbound.h (PushSenderFor), so that pushes show up in
+// outbound_* metrics and get its retries. Called from whatever thread calls Push/Add/Delete.
+using PushSender =
+    std::function<PushReply(std::string_view method, const std::string& path,
+                            const std::string& body, const std::string& content_type)>;
 
 struct PushOptions {
   // http:// or https:// host[:port], optionally with a path prefix ("http://gw:9091/prefix").
@@ -39,6 +54,9 @@ struct PushOptions {
   // native histograms and exemplars; the Pushgateway (1.5+) keeps and serves both. OpenMetrics
   // is not accepted by the Pushgateway: InvalidArgument at Create.
   Format format = Format::kText;
+  // Empty: a cpp-httplib client per call, with `timeout` and the basic auth below. Set: every
+  // request goes through it instead (timeouts and authentication are then the sender's).
+  PushSender sender;
   // HTTP basic auth, when user is non-empty.
   std::string basic_auth_user;
   std::string basic_auth_password;
