@@ -35,6 +35,7 @@
 #include "exposition/guarded_server.h"
 #include "exposition/http_exporter.h"
 #include "instrument/http_metrics.h"
+#include "instrument/job.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "store/event_store.h"
@@ -358,6 +359,7 @@ int main(int argc, char** argv) {
       std::vector<const metrics::Registry*>{&registry});
   // GET /stats and the status page read the snapshot /metrics renders; the store's event count
   // joins the registry for them (and for dashboards: positions are dense, so it is the count).
+  std::unique_ptr<metrics::instrument::JobMetrics> jobs;  // the server's periodic work
   std::unique_ptr<eventstore::StatsService> stats;
   if (with_metrics) {
     EventStore* s = store.get();
@@ -368,8 +370,11 @@ int main(int argc, char** argv) {
              .ok()) {
       Die("cannot register event_store_events");
     }
+    auto j = metrics::instrument::JobMetrics::Create(registry);
+    if (!j.ok()) Die(std::string(j.status().message()));
+    jobs = *std::move(j);
     stats = std::make_unique<eventstore::StatsService>([handler] { return handler->Collect(); });
-    stats->StartSampler();
+    stats->StartSampler(std::chrono::seconds(10), jobs.get());
   }
 
   eventstore::ApiDeps deps{.store = store.get(),

@@ -113,13 +113,21 @@ StatsService::~StatsService() {
   if (sampler_.joinable()) sampler_.join();
 }
 
-void StatsService::StartSampler(std::chrono::milliseconds every) {
-  Sample();
-  sampler_ = std::thread([this, every] {
+void StatsService::StartSampler(std::chrono::milliseconds every,
+                                metrics::instrument::JobMetrics* jobs) {
+  auto sample = [this, jobs] {
+    if (jobs == nullptr) return Sample();
+    (void)jobs->Run("stats_sample", [this] {
+      Sample();
+      return absl::OkStatus();
+    });
+  };
+  sample();
+  sampler_ = std::thread([this, every, sample] {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_cv_.wait_for(lock, every, [this] { return stop_; })) {
       lock.unlock();
-      Sample();
+      sample();
       lock.lock();
     }
   });

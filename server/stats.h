@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/snapshot.h"
+#include "instrument/job.h"
 
 namespace eventstore {
 
@@ -58,8 +59,11 @@ class StatsService {
   StatsService(const StatsService&) = delete;
   StatsService& operator=(const StatsService&) = delete;
 
-  // Takes a point now and then every `every` on a thread of its own until destruction.
-  void StartSampler(std::chrono::milliseconds every = std::chrono::seconds(10));
+  // Takes a point now and then every `every` on a thread of its own until destruction; with
+  // `jobs`, each sample runs as job "stats_sample" (instrument/job.h: its runs, duration and last
+  // success time are the sampler's health).
+  void StartSampler(std::chrono::milliseconds every = std::chrono::seconds(10),
+                    metrics::instrument::JobMetrics* jobs = nullptr);
   // Takes one history point now.
   void Sample();
   // The /stats document (schema in README, "The status page").

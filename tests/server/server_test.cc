@@ -233,3 +233,30 @@ TEST(ServerTest, KillNineLosesNoAcknowledgedEventAndInventsNone) {
 }
 
 }  // namespace
+
+namespace {
+
+// The server's own periodic work (the /stats sampler) runs as an instrumented job, and the store's
+// event count is in the registry /stats reads.
+TEST(ServerTest, PeriodicWorkIsInstrumentedAndStatsAgreeWithMetrics) {
+  std::string dir = TempDir();
+  Server s(dir);
+  ASSERT_GT(s.port(), 0);
+  auto c = s.Client();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(c.Post("/streams/s/events", R"({"type":"a"})", "application/json")->status, 201);
+  }
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m && m->status == 200);
+  EXPECT_GE(Sample(m->body, "job_runs_total{job=\"stats_sample\"}"), 1);
+  EXPECT_GT(Sample(m->body, "job_last_success_timestamp_seconds{job=\"stats_sample\"}"), 1.7e9);
+  EXPECT_EQ(Sample(m->body, "event_store_events"), 3);
+  auto st = c.Get("/stats");
+  ASSERT_TRUE(st && st->status == 200);
+  const json j = json::parse(st->body);
+  EXPECT_EQ(j["events_count_total"], 3);
+  EXPECT_EQ(j["events_by_type"]["a"], Sample(m->body, "events_stored_total{event_type=\"a\"}"));
+  EXPECT_EQ(s.Stop(SIGTERM), 0);
+}
+
+}  // namespace
