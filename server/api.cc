@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/json_out.h"
+#include "server/schedules_api.h"
 #include "server/stats.h"
 #include "server/status_page.h"
 
@@ -330,7 +331,8 @@ RouteTable MetricsRoutes() {
 RouteTable ApiRoutes(bool with_metrics_routes) {
   RouteTable t;
   for (std::string_view r :
-       {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth, kStatusPage, kStats}) {
+       {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth, kStatusPage, kStats,
+        std::string_view(kSchedulesRoute), std::string_view(kScheduleRoute)}) {
     (void)t.Add(r);
   }
   if (with_metrics_routes) (void)t.Add(kMetrics);
@@ -343,8 +345,10 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
   auto routes = std::make_shared<const RouteTable>(ApiRoutes(with_metrics));
   auto allow = std::make_shared<AllowMap>();
   (*allow)[std::string(kAppend)] = {"POST"};
-  for (std::string_view r : {kStream, kAll, kTeams, kTeamStatus})
+  for (std::string_view r : {kStream, kAll, kTeams, kTeamStatus, kStats, kStatusPage})
     (*allow)[std::string(r)] = {"GET"};
+  (*allow)[kSchedulesRoute] = {"GET", "POST"};
+  (*allow)[kScheduleRoute] = {"DELETE"};
   InstallHooks(server, deps, o.max_body_bytes, routes, allow);
   server.set_payload_max_length(o.max_body_bytes);
 
@@ -390,6 +394,7 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     res.set_header("Cache-Control", "no-store");
     res.set_content(deps.stats->Json(), "application/json");
   });
+  if (deps.scheduler != nullptr) MountSchedules(server, deps.scheduler);
   if (with_metrics) {
     MountHealthAndMetrics(server, deps, std::move(metrics));
   } else {

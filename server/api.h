@@ -10,6 +10,7 @@
 //   GET  /all[?from_position=N&limit=M]               200 {"from_position", "last_position",
 //        "events": [...], "next_from_position": N|null}
 //   GET  /projections/teams, /projections/team_status
+//   POST/GET /schedules, DELETE /schedules/{id}: scheduled events (server/schedules_api.h)
 //   GET  /stats  200 JSON figures for humans and scripts (server/stats.h); API token as the API
 //   GET  /       the status page (server/status_page.h), open: static, it asks for a token itself
 //   GET  /healthz (always), /metrics (unless it has a listener of its own)
@@ -28,6 +29,7 @@
 #include "instrument/route_table.h"
 #include "server/auth.h"
 #include "server/event_body.h"
+#include "server/scheduler.h"
 #include "server/stats.h"
 #include "store/event_store.h"
 #include "store/projections.h"
@@ -55,6 +57,7 @@ struct ApiDeps {
   const TokenAuth* metrics_auth = nullptr;                   // null: /metrics open
   metrics::instrument::HttpMetrics* http_metrics = nullptr;  // null: not instrumented
   StatsService* stats = nullptr;                             // null: /stats answers 503
+  Scheduler* scheduler = nullptr;                            // null: no /schedules routes
 };
 
 // Mounts the API on `server`; with `metrics`, also /metrics and /healthz.

@@ -377,13 +377,19 @@ int main(int argc, char** argv) {
     stats->StartSampler(std::chrono::seconds(10), jobs.get());
   }
 
+  // Scheduled deliveries: pending schedules rebuilt from the store, a tick thread of their own.
+  auto scheduler = eventstore::Scheduler::Start(store.get(), with_metrics ? &registry : nullptr,
+                                                {.tick = std::chrono::milliseconds(100)});
+  if (!scheduler.ok()) Die(absl::StrCat("scheduler: ", scheduler.status().message()));
+
   eventstore::ApiDeps deps{.store = store.get(),
                            .teams = teams,
                            .team_status = status,
                            .api_auth = api_auth.get(),
                            .metrics_auth = metrics_auth.get(),
                            .http_metrics = api_http.get(),
-                           .stats = stats.get()};
+                           .stats = stats.get(),
+                           .scheduler = scheduler->get()};
   const eventstore::ApiOptions api_options{
       .max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes),
       .body = {.max_depth = absl::GetFlag(FLAGS_max_json_depth)}};
