@@ -15,6 +15,7 @@
 #include "server/schedules_api.h"
 #include "server/stats.h"
 #include "server/status_page.h"
+#include "server/webhooks_api.h"
 
 namespace eventstore {
 namespace {
@@ -332,7 +333,9 @@ RouteTable ApiRoutes(bool with_metrics_routes) {
   RouteTable t;
   for (std::string_view r :
        {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth, kStatusPage, kStats,
-        std::string_view(kSchedulesRoute), std::string_view(kScheduleRoute)}) {
+        std::string_view(kSchedulesRoute), std::string_view(kScheduleRoute),
+        std::string_view(kSubscriptionsRoute), std::string_view(kSubscriptionRoute),
+        std::string_view(kSubscriptionPauseRoute), std::string_view(kSubscriptionResumeRoute)}) {
     (void)t.Add(r);
   }
   if (with_metrics_routes) (void)t.Add(kMetrics);
@@ -349,6 +352,10 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     (*allow)[std::string(r)] = {"GET"};
   (*allow)[kSchedulesRoute] = {"GET", "POST"};
   (*allow)[kScheduleRoute] = {"DELETE"};
+  (*allow)[kSubscriptionsRoute] = {"GET", "POST"};
+  (*allow)[kSubscriptionRoute] = {"DELETE"};
+  (*allow)[kSubscriptionPauseRoute] = {"POST"};
+  (*allow)[kSubscriptionResumeRoute] = {"POST"};
   InstallHooks(server, deps, o.max_body_bytes, routes, allow);
   server.set_payload_max_length(o.max_body_bytes);
 
@@ -395,6 +402,7 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     res.set_content(deps.stats->Json(), "application/json");
   });
   if (deps.scheduler != nullptr) MountSchedules(server, deps.scheduler);
+  if (deps.webhooks != nullptr) MountWebhooks(server, deps.webhooks);
   if (with_metrics) {
     MountHealthAndMetrics(server, deps, std::move(metrics));
   } else {

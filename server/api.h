@@ -11,6 +11,7 @@
 //        "events": [...], "next_from_position": N|null}
 //   GET  /projections/teams, /projections/team_status
 //   POST/GET /schedules, DELETE /schedules/{id}: scheduled events (server/schedules_api.h)
+//   /subscriptions...: webhook subscriptions (server/webhooks_api.h)
 //   GET  /stats  200 JSON figures for humans and scripts (server/stats.h); API token as the API
 //   GET  /       the status page (server/status_page.h), open: static, it asks for a token itself
 //   GET  /healthz (always), /metrics (unless it has a listener of its own)
@@ -31,6 +32,7 @@
 #include "server/event_body.h"
 #include "server/scheduler.h"
 #include "server/stats.h"
+#include "server/webhooks.h"
 #include "store/event_store.h"
 #include "store/projections.h"
 
@@ -58,6 +60,7 @@ struct ApiDeps {
   metrics::instrument::HttpMetrics* http_metrics = nullptr;  // null: not instrumented
   StatsService* stats = nullptr;                             // null: /stats answers 503
   Scheduler* scheduler = nullptr;                            // null: no /schedules routes
+  WebhookService* webhooks = nullptr;                        // null: no /subscriptions routes
 };
 
 // Mounts the API on `server`; with `metrics`, also /metrics and /healthz.

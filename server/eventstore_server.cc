@@ -382,6 +382,11 @@ int main(int argc, char** argv) {
                                                 {.tick = std::chrono::milliseconds(100)});
   if (!scheduler.ok()) Die(absl::StrCat("scheduler: ", scheduler.status().message()));
 
+  // Webhook subscriptions: rebuilt from the store, a dispatcher thread per subscription.
+  auto webhooks =
+      eventstore::WebhookService::Start(store.get(), with_metrics ? &registry : nullptr, {});
+  if (!webhooks.ok()) Die(absl::StrCat("webhooks: ", webhooks.status().message()));
+
   eventstore::ApiDeps deps{.store = store.get(),
                            .teams = teams,
                            .team_status = status,
@@ -389,7 +394,8 @@ int main(int argc, char** argv) {
                            .metrics_auth = metrics_auth.get(),
                            .http_metrics = api_http.get(),
                            .stats = stats.get(),
-                           .scheduler = scheduler->get()};
+                           .scheduler = scheduler->get(),
+                           .webhooks = webhooks->get()};
   const eventstore::ApiOptions api_options{
       .max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes),
       .body = {.max_depth = absl::GetFlag(FLAGS_max_json_depth)}};
@@ -484,6 +490,9 @@ int main(int argc, char** argv) {
   if (scrape.server) scrape.server->stop();
   api.thread.join();
   if (scrape.thread.joinable()) scrape.thread.join();
+  // Before the store closes: the dispatchers' last checkpoints, the scheduler's last tick.
+  webhooks->reset();
+  scheduler->reset();
   absl::Status closed = store->Close();  // drains, fsyncs
   if (!closed.ok()) {
     std::fprintf(stderr, "eventstore-server: close: %s\n", std::string(closed.message()).c_str());
