@@ -37,6 +37,7 @@ constexpr std::string_view kMetrics = "/metrics";
 constexpr std::string_view kHealth = "/healthz";
 constexpr std::string_view kStatusPage = "/";
 constexpr std::string_view kStats = "/stats";
+constexpr std::string_view kDemoSink = "/demo/webhook-sink";
 
 void Error(Response& res, int status, std::string_view message) {
   res.status = status;
@@ -248,9 +249,9 @@ HandlerResponse Admit(const ApiDeps& deps, size_t max_body_bytes, const Request&
                       Response& res) {
   if (req.path == kHealth) return HandlerResponse::Unhandled;
   // The status page is static and holds no data (it asks for a token itself); /stats is the API's.
-  const TokenAuth* auth = req.path == kMetrics      ? deps.metrics_auth
-                          : req.path == kStatusPage ? nullptr
-                                                    : deps.api_auth;
+  const TokenAuth* auth = req.path == kMetrics                               ? deps.metrics_auth
+                          : req.path == kStatusPage || req.path == kDemoSink ? nullptr
+                                                                             : deps.api_auth;
   if (auth != nullptr && !auth->Check(req.get_header_value("Authorization"))) {
     if (HasBody(req)) GuardedServer::CloseAfterResponse(res);
     res.set_header("WWW-Authenticate", "Bearer realm=\"eventstore\"");
@@ -335,7 +336,8 @@ RouteTable ApiRoutes(bool with_metrics_routes) {
        {kAppend, kStream, kAll, kTeams, kTeamStatus, kHealth, kStatusPage, kStats,
         std::string_view(kSchedulesRoute), std::string_view(kScheduleRoute),
         std::string_view(kSubscriptionsRoute), std::string_view(kSubscriptionRoute),
-        std::string_view(kSubscriptionPauseRoute), std::string_view(kSubscriptionResumeRoute)}) {
+        std::string_view(kSubscriptionPauseRoute), std::string_view(kSubscriptionResumeRoute),
+        kDemoSink}) {
     (void)t.Add(r);
   }
   if (with_metrics_routes) (void)t.Add(kMetrics);
@@ -352,6 +354,7 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     (*allow)[std::string(r)] = {"GET"};
   (*allow)[kSchedulesRoute] = {"GET", "POST"};
   (*allow)[kScheduleRoute] = {"DELETE"};
+  (*allow)[std::string(kDemoSink)] = {"POST"};
   (*allow)[kSubscriptionsRoute] = {"GET", "POST"};
   (*allow)[kSubscriptionRoute] = {"DELETE"};
   (*allow)[kSubscriptionPauseRoute] = {"POST"};
@@ -403,6 +406,9 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
   });
   if (deps.scheduler != nullptr) MountSchedules(server, deps.scheduler);
   if (deps.webhooks != nullptr) MountWebhooks(server, deps.webhooks);
+  if (deps.demo_sink) {
+    server.Post(std::string(kDemoSink), [](const Request&, Response& res) { res.status = 204; });
+  }
   if (with_metrics) {
     MountHealthAndMetrics(server, deps, std::move(metrics));
   } else {

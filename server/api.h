@@ -61,6 +61,9 @@ struct ApiDeps {
   StatsService* stats = nullptr;                             // null: /stats answers 503
   Scheduler* scheduler = nullptr;                            // null: no /schedules routes
   WebhookService* webhooks = nullptr;                        // null: no /subscriptions routes
+  // The demo load's webhook receiver: POST /demo/webhook-sink answers 204 (no token needed: it
+  // reads nothing and writes nothing). Off unless the server runs a demo load.
+  bool demo_sink = false;
 };
 
 // Mounts the API on `server`; with `metrics`, also /metrics and /healthz.

@@ -153,8 +153,14 @@ ABSL_FLAG(uint32_t, test_slow_projection_for_s, 0,
 namespace {
 
 // A synthetic producer: registers teams and then mostly updates their status, at `rate` events/s.
-void DemoLoad(EventStore& store, double rate, const std::atomic<bool>& stop) {
+// The demo load: teams registering and changing status at `rate` events/s and, with a
+// scheduler, a reminder scheduled every two seconds (due one to three seconds later), so that the
+// scheduler's panels move too.
+void DemoLoad(EventStore& store, eventstore::Scheduler* scheduler, double rate,
+              const std::atomic<bool>& stop) {
   std::mt19937 rng(42);
+  std::mt19937_64 ids(std::random_device{}());
+  auto next_reminder = std::chrono::steady_clock::now();
   const char* statuses[] = {"idle", "training", "playing", "resting", "travelling"};
   const char* other_types[] = {"member.joined", "member.left", "score.posted"};
   uint64_t teams = 0;  // after a restart the first ten are registered again: last one wins
@@ -178,6 +184,22 @@ void DemoLoad(EventStore& store, double rate, const std::atomic<bool>& stop) {
     auto r = store.Append("team-" + team, ExpectedVersion::kAny, {std::move(e)});
     if (!r.ok())
       std::fprintf(stderr, "demo: append failed: %s\n", std::string(r.status().message()).c_str());
+    if (scheduler != nullptr && std::chrono::steady_clock::now() >= next_reminder) {
+      next_reminder += std::chrono::seconds(2);
+      std::string id(16, '\0');
+      for (int k = 0; k < 2; ++k) {
+        const uint64_t v = ids();
+        std::memcpy(id.data() + 8 * k, &v, 8);
+      }
+      const double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      (void)scheduler->Add({.id = id,
+                            .due_at = now + 1 + static_cast<double>(rng() % 2000) / 1000,
+                            .stream = "reminders",
+                            .type = "reminder.due",
+                            .data = json{{"team", team}}.dump()});
+    }
     next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
     std::this_thread::sleep_until(next);
   }
@@ -395,7 +417,8 @@ int main(int argc, char** argv) {
                            .http_metrics = api_http.get(),
                            .stats = stats.get(),
                            .scheduler = scheduler->get(),
-                           .webhooks = webhooks->get()};
+                           .webhooks = webhooks->get(),
+                           .demo_sink = absl::GetFlag(FLAGS_demo_rate) > 0};
   const eventstore::ApiOptions api_options{
       .max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes),
       .body = {.max_depth = absl::GetFlag(FLAGS_max_json_depth)}};
@@ -467,7 +490,22 @@ int main(int argc, char** argv) {
   const double demo_rate = absl::GetFlag(FLAGS_demo_rate);
   if (demo_rate > 0) {
     std::fprintf(stderr, "eventstore-server: demo load at %.0f events/s\n", demo_rate);
-    demo = std::thread([&] { DemoLoad(*store, demo_rate, stop_demo); });
+    // A webhook subscription to the server's own sink, so the webhook panels move too (plain
+    // HTTP only: a TLS listener's certificate is not one the dispatcher would trust).
+    if (absl::GetFlag(FLAGS_tls_cert).empty()) {
+      const bool any = listen.host.empty() || listen.host == "0.0.0.0" || listen.host == "::";
+      std::string host = any ? "127.0.0.1" : listen.host;
+      if (host.find(':') != std::string::npos) host = "[" + host + "]";
+      absl::Status st = (*webhooks)->Add(
+          {.name = "demo",
+           .url = absl::StrCat("http://", host, ":", api.port, "/demo/webhook-sink"),
+           .event_types = {"team.registered", "reminder.due"},
+           .secret = "demo-secret"});
+      if (!st.ok() && !absl::IsAlreadyExists(st)) {
+        std::fprintf(stderr, "demo: webhook subscription: %s\n", std::string(st.message()).c_str());
+      }
+    }
+    demo = std::thread([&] { DemoLoad(*store, scheduler->get(), demo_rate, stop_demo); });
   }
 
   int sig = 0;

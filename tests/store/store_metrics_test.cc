@@ -113,7 +113,9 @@ TEST(StoreMetricsTest, ProcessingDurationCarriesPositionExemplar) {
   const ExemplarSample& x = f->exemplars[0];
   ASSERT_EQ(x.exemplar->labels.size(), 1u);
   EXPECT_EQ(x.exemplar->labels[0].first, "position");
-  if (f->exemplars.size() == 1) EXPECT_EQ(x.exemplar->labels[0].second, "1");
+  if (f->exemplars.size() == 1) {
+    EXPECT_EQ(x.exemplar->labels[0].second, "1");
+  }
   const std::vector<double>& b = f->desc->histogram->boundaries();
   EXPECT_TRUE(x.bucket == b.size() || x.exemplar->value <= b[x.bucket]);
   EXPECT_TRUE(x.bucket == 0 || x.exemplar->value > b[x.bucket - 1]);
