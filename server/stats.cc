@@ -70,6 +70,26 @@ StatsFigures ExtractFigures(const Snapshot& snapshot) {
     } else if (name == "event_processing_duration_seconds" && !fam.histograms.empty()) {
       f.append_bounds = fam.desc->histogram->boundaries();
       for (const HistogramSample& h : fam.histograms) AddCumulative(h, &f.append_cumulative);
+    } else if (name == "webhook_position" || name == "webhook_lag_seconds") {
+      for (size_t k = 0; k < fam.samples.size(); ++k) {
+        auto& w = f.webhooks[Label(fam, k, "subscription")];
+        (name == "webhook_position" ? w.position : w.lag_seconds) = fam.samples[k].value;
+      }
+    } else if (name == "webhook_deliveries_total") {
+      for (size_t k = 0; k < fam.samples.size(); ++k) {
+        auto& w = f.webhooks[Label(fam, k, "subscription")];
+        (Label(fam, k, "outcome") == "delivered" ? w.delivered : w.failed) +=
+            fam.samples[k].Total();
+      }
+    } else if (name == "scheduler_pending" && !fam.samples.empty()) {
+      f.has_scheduler = true;
+      f.scheduler_pending = fam.samples[0].value;
+    } else if (name == "scheduler_last_tick_timestamp_seconds" && !fam.samples.empty()) {
+      f.scheduler_last_tick = fam.samples[0].value;
+    } else if (name == "scheduler_deliveries_total") {
+      for (size_t k = 0; k < fam.samples.size(); ++k) {
+        f.scheduler_outcomes[Label(fam, k, "outcome")] += fam.samples[k].Total();
+      }
     } else if (name == "http_request_duration_seconds") {
       f.api_bounds = fam.desc->histogram->boundaries();
       for (size_t k = 0; k < fam.histograms.size(); ++k) {
@@ -213,6 +233,26 @@ std::string StatsService::Json() {
                 {0.5, 0.9, 0.99});
   j["api_latency_seconds"] = quantiles(f.api_bounds, f.api_cumulative,
                                        then ? &then->api_cumulative : nullptr, {0.5, 0.99});
+  nlohmann::json webhooks = nlohmann::json::object();
+  for (const auto& [name, w] : f.webhooks) {
+    webhooks[name] = {{"position", Count(w.position)},
+                      {"behind", Count(std::max(0.0, f.store_events - w.position))},
+                      {"lag_seconds", w.lag_seconds},
+                      {"delivered", Count(w.delivered)},
+                      {"failed_attempts", Count(w.failed)}};
+  }
+  j["webhooks"] = std::move(webhooks);
+  if (f.has_scheduler) {
+    nlohmann::json outcomes = nlohmann::json::object();
+    for (const auto& [o, n] : f.scheduler_outcomes) outcomes[o] = Count(n);
+    j["scheduler"] = {{"pending", Count(f.scheduler_pending)},
+                      {"deliveries", std::move(outcomes)},
+                      {"last_tick_age_seconds", f.scheduler_last_tick > 0
+                                                    ? nlohmann::json(now - f.scheduler_last_tick)
+                                                    : nlohmann::json(nullptr)}};
+  } else {
+    j["scheduler"] = nullptr;
+  }
   // The last ten minutes of points, for the page's charts from its first second.
   nlohmann::json points = nlohmann::json::array();
   for (const Point& p : history) {

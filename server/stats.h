@@ -39,6 +39,14 @@ struct StatsFigures {
   // or the status page): what windowed quantiles are taken from.
   std::vector<double> append_bounds, append_cumulative;
   std::vector<double> api_bounds, api_cumulative;
+  // Webhook subscriptions (webhook_*) and the scheduler (scheduler_*), when they report.
+  struct Webhook {
+    double position = 0, lag_seconds = 0, delivered = 0, failed = 0;
+  };
+  std::map<std::string, Webhook> webhooks;
+  bool has_scheduler = false;
+  double scheduler_pending = 0, scheduler_last_tick = 0;
+  std::map<std::string, double> scheduler_outcomes;
 };
 
 StatsFigures ExtractFigures(const metrics::Snapshot& snapshot);

@@ -93,6 +93,33 @@ TEST(StatsTest, WindowsComeFromTheSampledHistory) {
   EXPECT_EQ(j["history"][1]["events"], 40);
 }
 
+TEST(StatsTest, WebhooksAndSchedulerWhenTheyReport) {
+  Fixture f;
+  f.Store("a", 10);
+  auto pos =
+      *f.r.AddGauge({.name = "webhook_position", .help = "h", .label_names = {"subscription"}});
+  pos.WithLabelValues("bot").Set(7);
+  auto del = *f.r.AddCounter({.name = "webhook_deliveries_total",
+                              .help = "h",
+                              .label_names = {"subscription", "outcome"}});
+  del.WithLabelValues("bot", "delivered").Inc(5);
+  del.WithLabelValues("bot", "failed").Inc(2);
+  StatsService stats([&] { return f.r.Collect(); }, [&] { return f.now; });
+  json j = json::parse(stats.Json());
+  EXPECT_EQ(j["webhooks"]["bot"]["position"], 7);
+  EXPECT_EQ(j["webhooks"]["bot"]["behind"], 3);
+  EXPECT_EQ(j["webhooks"]["bot"]["delivered"], 5);
+  EXPECT_EQ(j["webhooks"]["bot"]["failed_attempts"], 2);
+  EXPECT_TRUE(j["scheduler"].is_null());  // no scheduler_* families: no scheduler
+  (void)f.r.AddGauge({.name = "scheduler_pending", .help = "h"})->WithLabelValues().Set(4);
+  (void)f.r.AddGauge({.name = "scheduler_last_tick_timestamp_seconds", .help = "h"})
+      ->WithLabelValues()
+      .Set(f.now - 0.5);
+  j = json::parse(stats.Json());
+  EXPECT_EQ(j["scheduler"]["pending"], 4);
+  EXPECT_DOUBLE_EQ(j["scheduler"]["last_tick_age_seconds"], 0.5);
+}
+
 TEST(StatsTest, NothingYetIsSaidHonestly) {
   Fixture f;
   StatsService stats([&] { return f.r.Collect(); }, [&] { return f.now; });
