@@ -31,8 +31,9 @@ TEST(JobMetricsTest, CountsRunsFailuresAndTheLastSuccess) {
   EXPECT_TRUE(jobs->Run("compact", [] { return absl::OkStatus(); }).ok());
   EXPECT_EQ(jobs->Run("compact", [] { return absl::InternalError("disk"); }).code(),
             absl::StatusCode::kInternal);
-  EXPECT_THROW(jobs->Run("compact", []() -> absl::Status { throw std::runtime_error("boom"); }),
-               std::runtime_error);
+  EXPECT_THROW(
+      (void)jobs->Run("compact", []() -> absl::Status { throw std::runtime_error("boom"); }),
+      std::runtime_error);
   EXPECT_TRUE(jobs->Run("sample",
                         [] {
                           std::this_thread::sleep_for(std::chrono::milliseconds(20));
