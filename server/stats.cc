@@ -41,6 +41,30 @@ nlohmann::json Count(double v) {
   return nlohmann::json(v);
 }
 
+void AddNative(const HistogramSample& h, NativeDist* into) {
+  if (!h.native) return;
+  into->present = true;
+  into->schema = h.schema;
+  into->zero += static_cast<double>(h.zero_count);
+  int32_t index = 0;
+  size_t c = 0;
+  for (size_t s = 0; s < h.positive.spans.size(); ++s) {
+    index += h.positive.spans[s].offset;  // the first span's offset is its first index
+    for (uint32_t k = 0; k < h.positive.spans[s].length; ++k, ++index) {
+      into->positive[index] += static_cast<double>(h.positive.counts[c++]);
+    }
+  }
+}
+
+// now - then, bucket by bucket (then may be absent: everything since start).
+NativeDist Minus(const NativeDist& now, const NativeDist* then) {
+  NativeDist d = now;
+  if (then == nullptr || !then->present || then->schema != now.schema) return d;
+  d.zero -= then->zero;
+  for (const auto& [i, n] : then->positive) d.positive[i] -= n;
+  return d;
+}
+
 nlohmann::json OrNull(std::optional<double> v) {
   return v.has_value() && std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
@@ -69,7 +93,10 @@ StatsFigures ExtractFigures(const Snapshot& snapshot) {
       f.start_time_seconds = fam.samples[0].value;
     } else if (name == "event_processing_duration_seconds" && !fam.histograms.empty()) {
       f.append_bounds = fam.desc->histogram->boundaries();
-      for (const HistogramSample& h : fam.histograms) AddCumulative(h, &f.append_cumulative);
+      for (const HistogramSample& h : fam.histograms) {
+        AddCumulative(h, &f.append_cumulative);
+        AddNative(h, &f.append_native);
+      }
     } else if (name == "webhook_position" || name == "webhook_lag_seconds") {
       for (size_t k = 0; k < fam.samples.size(); ++k) {
         auto& w = f.webhooks[Label(fam, k, "subscription")];
@@ -93,13 +120,35 @@ StatsFigures ExtractFigures(const Snapshot& snapshot) {
     } else if (name == "http_request_duration_seconds") {
       f.api_bounds = fam.desc->histogram->boundaries();
       for (size_t k = 0; k < fam.histograms.size(); ++k) {
-        if (ApiHandler(Label(fam, k, "handler")))
-          AddCumulative(fam.histograms[k], &f.api_cumulative);
+        if (!ApiHandler(Label(fam, k, "handler"))) continue;
+        AddCumulative(fam.histograms[k], &f.api_cumulative);
+        AddNative(fam.histograms[k], &f.api_native);
       }
       if (f.api_cumulative.empty()) f.api_cumulative.assign(f.api_bounds.size() + 1, 0);
     }
   }
   return f;
+}
+
+std::optional<double> NativeQuantile(const NativeDist& d, double q) {
+  double total = d.zero;
+  for (const auto& [i, n] : d.positive) total += n;
+  if (!(total > 0)) return std::nullopt;
+  const double rank = q * total;
+  if (rank <= d.zero) return 0.0;
+  double below = d.zero;
+  const double per_binade = std::ldexp(1.0, d.schema);  // buckets per power of two
+  for (const auto& [i, n] : d.positive) {
+    if (n <= 0) continue;
+    if (below + n >= rank) {
+      const double lo = std::exp2((i - 1) / per_binade), hi = std::exp2(i / per_binade);
+      return lo + (hi - lo) * (rank - below) / n;
+    }
+    below += n;
+  }
+  return d.positive.empty()
+             ? std::nullopt
+             : std::optional<double>(std::exp2(d.positive.rbegin()->first / per_binade));
 }
 
 std::optional<double> ClassicQuantile(const std::vector<double>& bounds,
@@ -158,7 +207,9 @@ StatsService::Point StatsService::MakePoint(const StatsFigures& f, double t) con
           .store_events = f.store_events,
           .store_size_bytes = f.store_size_bytes,
           .append_cumulative = f.append_cumulative,
-          .api_cumulative = f.api_cumulative};
+          .api_cumulative = f.api_cumulative,
+          .append_native = f.append_native,
+          .api_native = f.api_native};
 }
 
 void StatsService::Sample() {
@@ -214,25 +265,31 @@ std::string StatsService::Json() {
   j["window_seconds"] = window;
   j["ingest_events_per_second"] =
       window > 0 ? nlohmann::json((f.store_events - then->store_events) / window) : nullptr;
+  // Native buckets when the histogram has them (schema 3: ~9% wide, where the classic ones can
+  // be a decade), else Prometheus' classic interpolation.
   auto quantiles = [&](const std::vector<double>& bounds, const std::vector<double>& now_cum,
-                       const std::vector<double>* then_cum, std::initializer_list<double> qs) {
+                       const std::vector<double>* then_cum, const NativeDist& now_native,
+                       const NativeDist* then_native, std::initializer_list<double> qs) {
     std::vector<double> d = now_cum;
     if (then_cum != nullptr && then_cum->size() == d.size()) {
       for (size_t i = 0; i < d.size(); ++i) d[i] -= (*then_cum)[i];
     }
+    const NativeDist nd = Minus(now_native, then_native);
     nlohmann::json out;
     out["count"] = Count(d.empty() ? 0.0 : d.back());
+    out["from"] = now_native.present ? "native buckets" : "classic buckets";
     for (double q : qs) {
       out["p" + std::to_string(static_cast<int>(std::lround(q * 100)))] =
-          OrNull(ClassicQuantile(bounds, d, q));
+          OrNull(now_native.present ? NativeQuantile(nd, q) : ClassicQuantile(bounds, d, q));
     }
     return out;
   };
   j["append_latency_seconds"] =
       quantiles(f.append_bounds, f.append_cumulative, then ? &then->append_cumulative : nullptr,
-                {0.5, 0.9, 0.99});
-  j["api_latency_seconds"] = quantiles(f.api_bounds, f.api_cumulative,
-                                       then ? &then->api_cumulative : nullptr, {0.5, 0.99});
+                f.append_native, then ? &then->append_native : nullptr, {0.5, 0.9, 0.99});
+  j["api_latency_seconds"] =
+      quantiles(f.api_bounds, f.api_cumulative, then ? &then->api_cumulative : nullptr,
+                f.api_native, then ? &then->api_native : nullptr, {0.5, 0.99});
   nlohmann::json webhooks = nlohmann::json::object();
   for (const auto& [name, w] : f.webhooks) {
     webhooks[name] = {{"position", Count(w.position)},

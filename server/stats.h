@@ -26,6 +26,20 @@
 
 namespace eventstore {
 
+// Native buckets of a histogram family summed over the series that count (durations: the
+// positive side and the zero bucket only), for quantiles finer than the classic buckets.
+struct NativeDist {
+  bool present = false;  // false: a classic-only layout
+  int schema = 0;
+  double zero = 0;
+  std::map<int32_t, double> positive;  // native bucket index -> count
+};
+
+// Prometheus' histogram_quantile over native buckets: bucket i holds (2^((i-1)/2^schema),
+// 2^(i/2^schema)], linear inside it; 0 when the rank falls in the zero bucket. nullopt when
+// there are no observations.
+std::optional<double> NativeQuantile(const NativeDist& d, double q);
+
 // The figures /stats reads from one snapshot.
 struct StatsFigures {
   double store_events = 0;                // event_store_events: events in the store (all time)
@@ -39,6 +53,7 @@ struct StatsFigures {
   // or the status page): what windowed quantiles are taken from.
   std::vector<double> append_bounds, append_cumulative;
   std::vector<double> api_bounds, api_cumulative;
+  NativeDist append_native, api_native;  // the same, native: what the quantiles use when present
   // Webhook subscriptions (webhook_*) and the scheduler (scheduler_*), when they report.
   struct Webhook {
     double position = 0, lag_seconds = 0, delivered = 0, failed = 0;
@@ -86,6 +101,7 @@ class StatsService {
     double store_events = 0;
     double store_size_bytes = 0;
     std::vector<double> append_cumulative, api_cumulative;
+    NativeDist append_native, api_native;
   };
   Point MakePoint(const StatsFigures& f, double t) const;
 
