@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -59,6 +60,9 @@ PostgresEnvironment* const pg_env =
     static_cast<PostgresEnvironment*>(::testing::AddGlobalTestEnvironment(new PostgresEnvironment));
 
 enum class Backend { kEmbedded, kPostgres };
+void PrintTo(Backend b, std::ostream* os) {
+  *os << (b == Backend::kEmbedded ? "embedded" : "postgres");
+}
 
 class StoreBackendTest : public ::testing::TestWithParam<Backend> {
  protected:
