@@ -29,7 +29,7 @@
 #include "server/auth.h"
 #include "server/event_body.h"
 #include "server/stats.h"
-#include "store/event_store.h"
+#include "store/event_backend.h"
 #include "store/projections.h"
 
 namespace eventstore {
@@ -48,7 +48,7 @@ metrics::instrument::RouteTable ApiRoutes(bool with_metrics_routes);
 metrics::instrument::RouteTable MetricsRoutes();
 
 struct ApiDeps {
-  metrics::store::EventStore* store = nullptr;
+  metrics::store::EventBackend* store = nullptr;  // embedded or PostgreSQL
   std::shared_ptr<metrics::store::TeamsProjection> teams;
   std::shared_ptr<metrics::store::TeamStatusProjection> team_status;
   const TokenAuth* api_auth = nullptr;                       // null: no token needed

@@ -110,6 +110,10 @@ absl::Status Migrate(PGconn* c) {
         !s.ok()) {
       return s;
     }
+    // No "already exists, skipping" notice on stderr at every start.
+    if (absl::Status s = run("SET LOCAL client_min_messages = warning", "quiet notices"); !s.ok()) {
+      return s;
+    }
     if (absl::Status s =
             run("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
                 "applied_at timestamptz NOT NULL DEFAULT now())",
@@ -323,16 +327,23 @@ void PostgresEventStore::Impl::ProcessBatch(std::vector<PgRequest*>& batch) {
       health_ = s;
     }
   };
-  if (writer_conn_ == nullptr || PQstatus(writer_conn_.get()) != CONNECTION_OK) {
-    writer_conn_.reset();
-    auto c = pool_.Connect();
-    if (!c.ok()) return fail_all(c.status());
-    writer_conn_ = *std::move(c);
+  // An idle connection's death (server restart, idle timeout) shows only when it is used: if
+  // BEGIN finds it dead, nothing was sent yet, so connect again and retry once.
+  absl::Status begun;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (writer_conn_ == nullptr || PQstatus(writer_conn_.get()) != CONNECTION_OK) {
+      writer_conn_.reset();
+      auto c = pool_.Connect();
+      if (!c.ok()) return fail_all(c.status());
+      writer_conn_ = *std::move(c);
+    }
+    PgResult begin = internal::Exec(writer_conn_.get(), "BEGIN");
+    begun = PgStatus(writer_conn_.get(), begin.get(), "begin");
+    if (begun.ok() || PQstatus(writer_conn_.get()) == CONNECTION_OK) break;
   }
+  if (!begun.ok()) return fail_all(begun);
   PGconn* c = writer_conn_.get();
   absl::Status s = [&]() -> absl::Status {
-    PgResult begin = internal::Exec(c, "BEGIN");
-    if (absl::Status s = PgStatus(c, begin.get(), "begin"); !s.ok()) return s;
     // Held until COMMIT: appenders in every process take turns, so positions are assigned in
     // commit order and a reader of `global_position > x` never sees a gap that fills later.
     if (absl::Status s = WriterExec("lock", PgParams(), nullptr); !s.ok()) return s;
@@ -463,11 +474,18 @@ bool PostgresEventStore::Impl::Duplicate(PgRequest* r, const PGresult* found) {
 
 absl::StatusOr<PgResult> PostgresEventStore::Impl::Query(const char* name,
                                                          const PgParams& params) const {
-  auto lease = pool_.Acquire();
-  if (!lease.ok()) return lease.status();
-  PgResult r = ExecPrepared(lease->get(), name, params);
-  if (absl::Status s = PgStatus(lease->get(), r.get(), name); !s.ok()) return s;
-  return r;
+  // Reads are idempotent: a pooled connection found dead (server restart) is dropped and the
+  // read retried once on a new one.
+  absl::Status s;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = pool_.Acquire();
+    if (!lease.ok()) return lease.status();
+    PgResult r = ExecPrepared(lease->get(), name, params);
+    s = PgStatus(lease->get(), r.get(), name);
+    if (s.ok()) return r;
+    if (PQstatus(lease->get()) == CONNECTION_OK) break;
+  }
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------
