@@ -474,8 +474,8 @@ bool PostgresEventStore::Impl::Duplicate(PgRequest* r, const PGresult* found) {
 
 absl::StatusOr<PgResult> PostgresEventStore::Impl::Query(const char* name,
                                                          const PgParams& params) const {
-  // Reads are idempotent: a pooled connection found dead (server restart) is dropped and the
-  // read retried once on a new one.
+  // Reads are idempotent: a pooled connection found dead (server restart) is dropped with every
+  // idle one, and the read retried once on a new connection.
   absl::Status s;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto lease = pool_.Acquire();
@@ -484,6 +484,7 @@ absl::StatusOr<PgResult> PostgresEventStore::Impl::Query(const char* name,
     s = PgStatus(lease->get(), r.get(), name);
     if (s.ok()) return r;
     if (PQstatus(lease->get()) == CONNECTION_OK) break;
+    pool_.DropIdle();
   }
   return s;
 }

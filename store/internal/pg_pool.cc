@@ -121,6 +121,13 @@ absl::StatusOr<PgPool::Lease> PgPool::Acquire() {
   return Lease(this, *std::move(c));
 }
 
+void PgPool::DropIdle() {
+  std::lock_guard lk(mu_);
+  open_ -= idle_.size();
+  idle_.clear();
+  cv_.notify_all();
+}
+
 void PgPool::Return(PgConnPtr conn) {
   std::lock_guard lk(mu_);
   if (conn != nullptr && PQstatus(conn.get()) == CONNECTION_OK &&

@@ -107,6 +107,9 @@ class PgPool {
   // A connection for the caller's exclusive use until the Lease is destroyed; a broken connection
   // is dropped then (and a new one made by the next Acquire).
   absl::StatusOr<Lease> Acquire();
+  // Closes every idle connection: after one was found dead (a server restart), the others
+  // opened before it are likely dead too.
+  void DropIdle();
 
  private:
   void Return(PgConnPtr conn);

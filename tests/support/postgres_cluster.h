@@ -68,6 +68,17 @@ class PostgresCluster {
     return "";
   }
 
+  // Restarts the server (fast shutdown: clients are disconnected). Empty on success.
+  std::string Restart() {
+    std::string out;
+    if (Run(prefix_ + kBinDir + "/pg_ctl -D " + dir_ + "/data -l " + dir_ +
+                "/server.log -m fast -w restart",
+            &out) != 0) {
+      return "pg_ctl restart failed: " + out + "\nserver.log:\n" + ReadLog();
+    }
+    return "";
+  }
+
   // Stops the server (fast shutdown) and removes the directory. Idempotent.
   void Stop() {
     if (started_) {
