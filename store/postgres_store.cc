@@ -347,6 +347,9 @@ void PostgresEventStore::Impl::ProcessBatch(std::vector<PgRequest*>& batch) {
     // Held until COMMIT: appenders in every process take turns, so positions are assigned in
     // commit order and a reader of `global_position > x` never sees a gap that fills later.
     if (absl::Status s = WriterExec("lock", PgParams(), nullptr); !s.ok()) return s;
+    // A statement of its own, after the lock's: under READ COMMITTED a statement's snapshot is
+    // taken when it starts, so a max read in the locking statement could miss the commit of the
+    // appender that held the lock before us.
     PgResult last;
     if (absl::Status s = WriterExec("last", PgParams(), &last); !s.ok()) return s;
     uint64_t next = 1;
