@@ -24,7 +24,7 @@ using httplib::Request;
 using httplib::Response;
 using metrics::exposition::GuardedServer;
 using metrics::instrument::RouteTable;
-using metrics::store::EventStore;
+using metrics::store::EventBackend;
 using metrics::store::ExpectedVersion;
 using HandlerResponse = httplib::Server::HandlerResponse;
 
@@ -49,7 +49,7 @@ void Error(Response& res, int status, std::string_view message) {
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }
 
-int StatusFor(const absl::Status& s, const EventStore& store) {
+int StatusFor(const absl::Status& s, const EventBackend& store) {
   switch (s.code()) {
     case absl::StatusCode::kInvalidArgument:
       return 400;
@@ -316,7 +316,7 @@ void InstallHooks(GuardedServer& server, const ApiDeps& deps, size_t max_body_by
 
 void MountHealthAndMetrics(GuardedServer& server, const ApiDeps& deps,
                            std::shared_ptr<metrics::exposition::MetricsHandler> metrics) {
-  EventStore* store = deps.store;
+  EventBackend* store = deps.store;
   metrics::exposition::MountMetrics(server, std::move(metrics),
                                     [store] { return store->Health(); });
 }
@@ -413,7 +413,7 @@ void MountApi(GuardedServer& server, const ApiDeps& deps, const ApiOptions& o,
     MountHealthAndMetrics(server, deps, std::move(metrics));
   } else {
     // /healthz stays on the API's port too: load balancers check the port they send traffic to.
-    EventStore* store = deps.store;
+    EventBackend* store = deps.store;
     metrics::exposition::MountHealth(server, [store] { return store->Health(); });
   }
 }

@@ -33,7 +33,7 @@
 #include "server/scheduler.h"
 #include "server/stats.h"
 #include "server/webhooks.h"
-#include "store/event_store.h"
+#include "store/event_backend.h"
 #include "store/projections.h"
 
 namespace eventstore {
@@ -52,7 +52,7 @@ metrics::instrument::RouteTable ApiRoutes(bool with_metrics_routes);
 metrics::instrument::RouteTable MetricsRoutes();
 
 struct ApiDeps {
-  metrics::store::EventStore* store = nullptr;
+  metrics::store::EventBackend* store = nullptr;  // embedded or PostgreSQL
   std::shared_ptr<metrics::store::TeamsProjection> teams;
   std::shared_ptr<metrics::store::TeamStatusProjection> team_status;
   const TokenAuth* api_auth = nullptr;                       // null: no token needed

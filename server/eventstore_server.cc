@@ -38,11 +38,16 @@
 #include "instrument/job.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/projection_poller.h"
 #include "store/event_store.h"
+#ifdef EVENTSTORE_WITH_POSTGRES
+#include "store/postgres_store.h"
+#endif
 #include "store/projections.h"
 
 namespace {
 
+using metrics::store::EventBackend;
 using metrics::store::EventStore;
 using metrics::store::ExpectedVersion;
 using metrics::store::FsyncPolicy;
@@ -108,6 +113,11 @@ std::string AbslUnparseFlag(const ListenAddress& a) {
 using eventstore::ListenAddress;
 
 ABSL_FLAG(std::string, data_dir, "./data", "Directory of the store's segment files (created).");
+ABSL_FLAG(std::string, pg_url, "",
+          "Keep the events in PostgreSQL instead of --data-dir: a libpq connection URL "
+          "(postgresql://user@host:5432/db) or key=value string. The schema is created or "
+          "migrated at start. Projections then follow the store by polling (100 ms), and the "
+          "store's own metrics (events_stored_total, ...) are not there yet.");
 ABSL_FLAG(ListenAddress, listen, (ListenAddress{"127.0.0.1", 8080}),
           "HOST:PORT of the API (port 0: any free port, printed as 'listening PORT').");
 ABSL_FLAG(ListenAddress, metrics_listen, ListenAddress{},
@@ -152,11 +162,10 @@ ABSL_FLAG(uint32_t, test_slow_projection_for_s, 0,
 
 namespace {
 
-// A synthetic producer: registers teams and then mostly updates their status, at `rate` events/s.
 // The demo load: teams registering and changing status at `rate` events/s and, with a
 // scheduler, a reminder scheduled every two seconds (due one to three seconds later), so that the
 // scheduler's panels move too.
-void DemoLoad(EventStore& store, eventstore::Scheduler* scheduler, double rate,
+void DemoLoad(EventBackend& store, eventstore::Scheduler* scheduler, double rate,
               const std::atomic<bool>& stop) {
   std::mt19937 rng(42);
   std::mt19937_64 ids(std::random_device{}());
@@ -322,23 +331,44 @@ int main(int argc, char** argv) {
     Die("cannot register eventstore_build_info");
   }
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  auto opened = EventStore::Open({.data_dir = data_dir,
-                                  .fsync = absl::GetFlag(FLAGS_fsync),
-                                  .interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
-                                  .registry = with_metrics ? &registry : nullptr,
-                                  .segment_bytes = absl::GetFlag(FLAGS_segment_bytes)});
-  if (!opened.ok()) {
-    std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", data_dir.c_str(),
-                 std::string(opened.status().message()).c_str());
-    return 1;
+  const std::string pg_url = absl::GetFlag(FLAGS_pg_url);
+  std::unique_ptr<EventBackend> store;
+  EventStore* embedded = nullptr;  // the embedded store's own API (projections, recovery)
+  if (!pg_url.empty()) {
+#ifdef EVENTSTORE_WITH_POSTGRES
+    auto opened = metrics::store::PostgresEventStore::Open({.conninfo = pg_url});
+    if (!opened.ok()) {
+      // The URL may hold a password: name the error only.
+      std::fprintf(stderr, "eventstore-server: cannot open the --pg-url store: %s\n",
+                   std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    store = *std::move(opened);
+    std::fprintf(stderr, "eventstore-server: opened PostgreSQL store at position %llu\n",
+                 static_cast<unsigned long long>(store->LastPosition()));
+#else
+    Die("--pg-url: this build has no PostgreSQL backend (libpq was not found at configure time)");
+#endif
+  } else {
+    auto opened = EventStore::Open({.data_dir = data_dir,
+                                    .fsync = absl::GetFlag(FLAGS_fsync),
+                                    .interval_ms = absl::GetFlag(FLAGS_fsync_interval_ms),
+                                    .registry = with_metrics ? &registry : nullptr,
+                                    .segment_bytes = absl::GetFlag(FLAGS_segment_bytes)});
+    if (!opened.ok()) {
+      std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", data_dir.c_str(),
+                   std::string(opened.status().message()).c_str());
+      return 1;
+    }
+    embedded = opened->get();
+    store = *std::move(opened);
+    const auto& rec = embedded->recovery();
+    std::fprintf(
+        stderr,
+        "eventstore-server: opened %s: %zu segments, %llu events, %llu torn bytes truncated\n",
+        data_dir.c_str(), rec.segments, static_cast<unsigned long long>(rec.events),
+        static_cast<unsigned long long>(rec.truncated_bytes));
   }
-  std::unique_ptr<EventStore> store = *std::move(opened);
-  const auto& rec = store->recovery();
-  std::fprintf(
-      stderr,
-      "eventstore-server: opened %s: %zu segments, %llu events, %llu torn bytes truncated\n",
-      data_dir.c_str(), rec.segments, static_cast<unsigned long long>(rec.events),
-      static_cast<unsigned long long>(rec.truncated_bytes));
 
   auto teams = std::make_shared<metrics::store::TeamsProjection>();
   auto status = std::make_shared<metrics::store::TeamStatusProjection>();
@@ -354,14 +384,21 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms));
     return teams->Apply(e);
   };
-  if (absl::Status s =
-          store->AddProjection(std::string(metrics::store::TeamsProjection::kName), teams_fn);
-      !s.ok() ||
-      !(s = store->AddProjection(std::string(metrics::store::TeamStatusProjection::kName),
-                                 metrics::store::AsProjection(status)))
-           .ok()) {
-    std::fprintf(stderr, "eventstore-server: %s\n", std::string(s.message()).c_str());
-    return 1;
+  std::vector<eventstore::ProjectionPoller::Projection> projections = {
+      {std::string(metrics::store::TeamsProjection::kName), teams_fn},
+      {std::string(metrics::store::TeamStatusProjection::kName),
+       metrics::store::AsProjection(status)}};
+  std::unique_ptr<eventstore::ProjectionPoller> poller;
+  if (embedded != nullptr) {
+    for (auto& [name, fn] : projections) {
+      if (absl::Status s = embedded->AddProjection(name, fn); !s.ok()) {
+        std::fprintf(stderr, "eventstore-server: %s\n", std::string(s.message()).c_str());
+        return 1;
+      }
+    }
+  } else {
+    poller = std::make_unique<eventstore::ProjectionPoller>(*store, std::move(projections));
+    poller->Start();
   }
 
   // HTTP request metrics: one family set, a route table per listener.
@@ -384,7 +421,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<metrics::instrument::JobMetrics> jobs;  // the server's periodic work
   std::unique_ptr<eventstore::StatsService> stats;
   if (with_metrics) {
-    EventStore* s = store.get();
+    EventBackend* s = store.get();
     if (!registry
              .AddGaugeFunc({.name = "event_store_events",
                             .help = "Events in the store (its last global position)."},
@@ -532,6 +569,7 @@ int main(int argc, char** argv) {
   webhooks->reset();
   scheduler->reset();
   absl::Status closed = store->Close();  // drains, fsyncs
+  if (poller) poller->Stop();
   if (!closed.ok()) {
     std::fprintf(stderr, "eventstore-server: close: %s\n", std::string(closed.message()).c_str());
     return 1;

@@ -9,7 +9,7 @@
 
 namespace eventstore {
 
-using metrics::store::EventStore;
+using metrics::store::EventBackend;
 using metrics::store::ExpectedVersion;
 using metrics::store::NewEvent;
 
@@ -52,12 +52,12 @@ absl::StatusOr<std::unique_ptr<Scheduler::Metrics>> MakeMetrics(metrics::Registr
 
 }  // namespace
 
-Scheduler::Scheduler(EventStore* store, Options options)
+Scheduler::Scheduler(EventBackend* store, Options options)
     : store_(store), options_(std::move(options)) {
   if (!options_.now) options_.now = WallSeconds;
 }
 
-absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Start(EventStore* store,
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Start(EventBackend* store,
                                                             metrics::Registry* registry,
                                                             Options options) {
   std::unique_ptr<Scheduler> s(new Scheduler(store, std::move(options)));

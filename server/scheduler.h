@@ -29,7 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/registry.h"
-#include "store/event_store.h"
+#include "store/event_backend.h"
 
 namespace eventstore {
 
@@ -54,7 +54,7 @@ class Scheduler {
 
   // Rebuilds the pending schedules from kStream, registers the metrics (registry may be null)
   // and starts the tick thread.
-  static absl::StatusOr<std::unique_ptr<Scheduler>> Start(metrics::store::EventStore* store,
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Start(metrics::store::EventBackend* store,
                                                           metrics::Registry* registry,
                                                           Options options);
   ~Scheduler();  // stops the tick thread
@@ -74,10 +74,10 @@ class Scheduler {
   struct Metrics;  // the scheduler_* handles (scheduler.cc)
 
  private:
-  Scheduler(metrics::store::EventStore* store, Options options);
+  Scheduler(metrics::store::EventBackend* store, Options options);
   absl::Status Mark(const char* type, const std::string& json);  // appends to kStream
 
-  metrics::store::EventStore* store_;
+  metrics::store::EventBackend* store_;
   Options options_;
   std::unique_ptr<Metrics> metrics_;
   mutable std::mutex mu_;

@@ -15,7 +15,7 @@
 namespace eventstore {
 
 using metrics::store::Event;
-using metrics::store::EventStore;
+using metrics::store::EventBackend;
 using metrics::store::ExpectedVersion;
 using metrics::store::NewEvent;
 
@@ -102,7 +102,7 @@ std::string HmacSha256Hex(std::string_view key, std::string_view data) {
   return out;
 }
 
-WebhookService::WebhookService(EventStore* store, Options options)
+WebhookService::WebhookService(EventBackend* store, Options options)
     : store_(store), options_(options) {}
 
 absl::Status WebhookService::Record(const char* stream, const char* type, const std::string& json) {
@@ -110,7 +110,7 @@ absl::Status WebhookService::Record(const char* stream, const char* type, const 
   return r.ok() ? absl::OkStatus() : r.status();
 }
 
-absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventStore* store,
+absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventBackend* store,
                                                                       metrics::Registry* registry,
                                                                       Options options) {
   std::unique_ptr<WebhookService> w(new WebhookService(store, options));

@@ -38,7 +38,7 @@
 #include "absl/status/statusor.h"
 #include "engine/registry.h"
 #include "instrument/outbound.h"
-#include "store/event_store.h"
+#include "store/event_backend.h"
 
 namespace eventstore {
 
@@ -74,7 +74,7 @@ class WebhookService {
 
   // Rebuilds the subscriptions and their positions from the store and starts their dispatchers.
   // `registry` may be null (no metrics).
-  static absl::StatusOr<std::unique_ptr<WebhookService>> Start(metrics::store::EventStore* store,
+  static absl::StatusOr<std::unique_ptr<WebhookService>> Start(metrics::store::EventBackend* store,
                                                                metrics::Registry* registry,
                                                                Options options);
   ~WebhookService();  // stops the dispatchers, checkpoints their positions
@@ -89,13 +89,13 @@ class WebhookService {
  private:
   struct Dispatcher;
   struct Metrics;
-  WebhookService(metrics::store::EventStore* store, Options options);
+  WebhookService(metrics::store::EventBackend* store, Options options);
   absl::Status Record(const char* stream, const char* type, const std::string& json);
   void StartDispatcher(const Subscription& s, uint64_t position);
   void Run(Dispatcher* d, Subscription sub);  // the dispatcher thread
   void Checkpoint(Dispatcher* d, const std::string& name);
 
-  metrics::store::EventStore* store_;
+  metrics::store::EventBackend* store_;
   Options options_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<metrics::instrument::OutboundMetrics> outbound_;

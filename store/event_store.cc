@@ -5,12 +5,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "engine/internal/strings.h"
 #include "engine/registry.h"
-#include "engine/validate.h"
 #include "store/internal/append_request.h"
+#include "store/internal/append_validation.h"
 #include "store/internal/index.h"
 #include "store/internal/mutex.h"
 #include "store/internal/projector.h"
@@ -21,15 +19,6 @@
 
 namespace metrics::store {
 namespace {
-
-using ::metrics::internal::AV;
-
-std::string Quote(std::string_view s) { return absl::StrCat("\"", absl::CHexEscape(AV(s)), "\""); }
-
-bool IsStreamChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == ':' || c == '-';
-}
 
 absl::Status ValidateOptions(const StoreOptions& o) {
   if (o.fsync == FsyncPolicy::kInterval && o.interval_ms == 0) {
@@ -151,70 +140,20 @@ absl::Status EventStore::Impl::Close() {
 // Append (caller threads)
 
 absl::Status EventStore::Impl::ValidateStream(std::string_view stream) const {
-  if (stream.empty()) return absl::InvalidArgumentError("stream id is empty");
-  if (stream.size() > options_.max_stream_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stream id is ", stream.size(), " bytes long, the limit is ", options_.max_stream_bytes));
-  }
-  for (size_t i = 0; i < stream.size(); ++i) {
-    if (!IsStreamChar(stream[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("stream id ", Quote(stream),
-                                                     " has a character outside [A-Za-z0-9._:-] at "
-                                                     "offset ",
-                                                     i));
-    }
-  }
-  return absl::OkStatus();
+  return internal::ValidateStreamId(stream, options_.max_stream_bytes);
 }
 
 absl::StatusOr<AppendResult> EventStore::Impl::Append(std::string_view stream,
                                                       ExpectedVersion expected,
                                                       std::vector<NewEvent>& events) {
-  if (absl::Status s = ValidateStream(stream); !s.ok()) return s;
-  if (events.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("no events to append to stream ", Quote(stream)));
-  }
   internal::AppendRequest req;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const NewEvent& e = events[i];
-    if (e.type.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("event #", i, " has an empty type"));
-    }
-    if (e.type.size() > options_.max_type_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("event #", i, " type is ", e.type.size(),
-                                                     " bytes long, the limit is ",
-                                                     options_.max_type_bytes));
-    }
-    for (unsigned char c : e.type) {
-      if (c < 0x20 || c == 0x7F) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("event #", i, " type ", Quote(e.type), " has a control character"));
-      }
-    }
-    if (!IsValidUtf8(e.type)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("event #", i, " type ", Quote(e.type), " is not valid UTF-8"));
-    }
-    if (e.payload.size() > options_.max_payload_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("event #", i, " payload is ", e.payload.size(),
-                                                     " bytes, the limit is ",
-                                                     options_.max_payload_bytes));
-    }
-    if (!e.id.empty() && e.id.size() != internal::kIdBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("event #", i, " id is ", e.id.size(), " bytes, an id is 16 (a UUID)"));
-    }
-    if (e.id.empty() != events[0].id.empty()) {
-      return absl::InvalidArgumentError("either every event of an append has an id, or none");
-    }
-    for (size_t k = 0; k < i && !e.id.empty(); ++k) {
-      if (events[k].id == e.id) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("events #", k, " and #", i, " have the same id"));
-      }
-    }
-    req.payload_bytes += e.payload.size();
+  if (absl::Status s = internal::ValidateAppend(stream, events,
+                                                {.max_stream_bytes = options_.max_stream_bytes,
+                                                 .max_type_bytes = options_.max_type_bytes,
+                                                 .max_payload_bytes = options_.max_payload_bytes},
+                                                &req.payload_bytes);
+      !s.ok()) {
+    return s;
   }
   req.stream = stream;
   req.expected = expected;

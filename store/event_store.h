@@ -48,6 +48,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "store/event_backend.h"
 
 namespace metrics {
 class Registry;
@@ -93,71 +94,6 @@ struct StoreOptions {
   std::chrono::milliseconds projection_backoff{1};
 };
 
-// What Append() expects the stream's current version to be.
-class ExpectedVersion {
- public:
-  static const ExpectedVersion kAny;       // no check
-  static const ExpectedVersion kNoStream;  // the stream must not exist yet (version 0)
-  // The stream must be at exactly this version (0 = no stream, the same as kNoStream).
-  static constexpr ExpectedVersion Exact(uint64_t version) {
-    return ExpectedVersion(Kind::kExact, version);
-  }
-
-  constexpr bool is_any() const { return kind_ == Kind::kAny; }
-  // The version required, when !is_any().
-  constexpr uint64_t version() const { return version_; }
-  constexpr bool Matches(uint64_t current) const { return is_any() || current == version_; }
-  // "any", "no stream" or the number.
-  std::string ToString() const;
-
-  friend constexpr bool operator==(const ExpectedVersion&, const ExpectedVersion&) = default;
-
- private:
-  enum class Kind : uint8_t { kAny, kExact };
-  constexpr ExpectedVersion(Kind kind, uint64_t version) : kind_(kind), version_(version) {}
-  Kind kind_;
-  uint64_t version_;
-};
-
-inline constexpr ExpectedVersion ExpectedVersion::kAny{ExpectedVersion::Kind::kAny, 0};
-inline constexpr ExpectedVersion ExpectedVersion::kNoStream{ExpectedVersion::Kind::kExact, 0};
-
-// An event to append.
-struct NewEvent {
-  std::string type;     // e.g. "team.registered"
-  std::string payload;  // opaque bytes (the domain's projections use JSON)
-  // Empty, or 16 bytes (a UUID) that identify the event for idempotent retries: an Append whose
-  // events the stream already holds as a consecutive run with these ids, in this order, writes
-  // nothing and returns their positions (AppendResult::duplicate). Ids are per stream and
-  // remembered as long as the store holds the stream (rebuilt by recovery; 40-50 bytes each in
-  // memory, see store/README.md). In one Append, every event has an id or none.
-  std::string id;
-};
-
-// A stored event.
-struct Event {
-  uint64_t position = 0;        // global, 1-based, dense
-  std::string stream;           // stream id
-  uint64_t stream_version = 0;  // 1-based within the stream
-  std::string type;
-  std::string payload;
-  std::string id;  // as appended: empty or 16 bytes
-  // Nanoseconds since the Unix epoch: when the store accepted the Append() (read once per call),
-  // made non-decreasing along positions by the writer. Assigned by the store, persisted.
-  int64_t timestamp_ns = 0;
-
-  friend bool operator==(const Event&, const Event&) = default;
-};
-
-struct AppendResult {
-  uint64_t first_position = 0;
-  uint64_t last_position = 0;
-  uint64_t last_stream_version = 0;
-  // True when the events' ids were already in the stream: nothing was written, and the positions
-  // are those of the original append (the expected version is not checked then).
-  bool duplicate = false;
-};
-
 // What Open() found in data_dir.
 struct RecoveryReport {
   size_t segments = 0;
@@ -177,10 +113,10 @@ struct ProjectionStats {
   uint64_t retries = 0;          // failed attempts that were retried
 };
 
-class EventStore {
+// The embedded implementation of EventBackend (store/event_backend.h): final, so that calls
+// through an EventStore* or & stay direct.
+class EventStore final : public EventBackend {
  public:
-  static constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
-
   // Opens (or creates) the store and replays data_dir. Errors: InvalidArgument (bad options),
   // FailedPrecondition (data_dir locked by another open store), DataLoss (corruption other than a
   // torn tail, naming file and offset), an errno-derived status for I/O errors, or the registry's
@@ -188,7 +124,7 @@ class EventStore {
   static absl::StatusOr<std::unique_ptr<EventStore>> Open(const StoreOptions& options);
 
   // Close()s.
-  ~EventStore();
+  ~EventStore() override;
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
@@ -204,7 +140,7 @@ class EventStore {
   // restart, and the store accepts no more appends (Health() says why); afterwards every append
   // fails with that error.
   absl::StatusOr<AppendResult> Append(std::string_view stream, ExpectedVersion expected,
-                                      std::vector<NewEvent> events);
+                                      std::vector<NewEvent> events) override;
 
   // Readers see what callers were acknowledged: under kEveryBatch only events whose fsync returned
   // (durable), under kInterval/kNever events once written.
@@ -212,20 +148,20 @@ class EventStore {
   // Up to `max` events from position `from_position` (0 is read as 1) in position order; empty past
   // the end.
   absl::StatusOr<std::vector<Event>> ReadAll(uint64_t from_position = 1,
-                                             size_t max = kNoLimit) const;
+                                             size_t max = kNoLimit) const override;
   // Up to `max` events of `stream` from version `from_version`; empty for a stream that does not
   // exist. InvalidArgument for an invalid stream id.
   absl::StatusOr<std::vector<Event>> ReadStream(std::string_view stream, uint64_t from_version = 1,
-                                                size_t max = kNoLimit) const;
+                                                size_t max = kNoLimit) const override;
   // Current version of `stream` (0: no such stream). InvalidArgument for an invalid stream id.
-  absl::StatusOr<uint64_t> StreamVersion(std::string_view stream) const;
+  absl::StatusOr<uint64_t> StreamVersion(std::string_view stream) const override;
   // OK while the store accepts appends; else why not: the I/O error after which it stopped
   // (read-only from then on), or Unavailable once Close() has begun.
-  absl::Status Health() const;
+  absl::Status Health() const override;
   // Position of the last committed event (0: empty store).
-  uint64_t LastPosition() const;
+  uint64_t LastPosition() const override;
   // Bytes of all segment files (in-memory mode: of the framed records).
-  uint64_t SizeBytes() const;
+  uint64_t SizeBytes() const override;
 
   // Registers a projection; allowed only after Open (and before Close). It starts at position 1 —
   // every event already stored, then every new one — applied by the projector thread in the
@@ -245,7 +181,7 @@ class EventStore {
   // wait), drains the queue (every queued append is completed), fsyncs and closes the files, joins
   // the threads.
   // Idempotent; reads keep working afterwards. Returns the first I/O error seen, if any.
-  absl::Status Close();
+  absl::Status Close() override;
 
   class Impl;
 

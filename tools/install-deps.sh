@@ -10,6 +10,7 @@ PACKAGES=(
   prometheus-cpp-dev prometheus prometheus-pushgateway python3 python3-prometheus-client
   clang clang-format valgrind wrk
   protobuf-compiler libprotobuf-dev chromium python3-matplotlib
+  postgresql libpq-dev
 )
 
 missing=()

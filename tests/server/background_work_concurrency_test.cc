@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/scheduler.h"
 #include "server/webhooks.h"
+#include "store/event_store.h"
 
 namespace eventstore {
 namespace {

@@ -1,6 +1,7 @@
 // The scheduler on an in-memory store with a hand-driven clock: due times, cancel, rebuild from
 // the scheduler:schedules stream, and the duplicate path that makes delivery exactly once.
 #include "server/scheduler.h"
+#include "store/event_store.h"
 
 #include "engine/registry.h"
 #include "gmock/gmock.h"

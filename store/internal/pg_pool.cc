@@ -1,0 +1,142 @@
+#include "store/internal/pg_pool.h"
+
+#include <endian.h>
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace metrics::store::internal {
+
+PgParams& PgParams::Int8(int64_t v) {
+  const uint64_t be = htobe64(static_cast<uint64_t>(v));
+  Push(std::string_view(reinterpret_cast<const char*>(&be), sizeof(be)), false);
+  return *this;
+}
+PgParams& PgParams::Bytes(std::string_view v) {
+  Push(v, false);
+  return *this;
+}
+PgParams& PgParams::Null() {
+  Push({}, true);
+  return *this;
+}
+PgParams& PgParams::Text(std::string_view v) {
+  Push(v, false, 0);
+  return *this;
+}
+void PgParams::Push(std::string_view v, bool null, int format) {
+  values_.emplace_back(v);  // NUL-terminated, as text format needs
+  nulls_.push_back(null);
+  lengths_.push_back(static_cast<int>(v.size()));
+  formats_.push_back(format);
+  // values_ may have moved its strings (short ones live inside them): point again at all of them.
+  ptrs_.clear();
+  for (size_t i = 0; i < values_.size(); ++i) {
+    ptrs_.push_back(nulls_[i] ? nullptr : values_[i].data());
+  }
+}
+
+PgResult ExecPrepared(PGconn* c, const char* name, const PgParams& p) {
+  return PgResult(
+      PQexecPrepared(c, name, p.size(), p.values(), p.lengths(), p.formats(), /*resultFormat=*/1));
+}
+
+PgResult Exec(PGconn* c, const char* sql) { return PgResult(PQexec(c, sql)); }
+
+absl::Status PgStatus(PGconn* c, const PGresult* r, std::string_view what) {
+  const ExecStatusType st = r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return absl::OkStatus();
+  const char* state = r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  std::string msg(r != nullptr && PQresultErrorMessage(r)[0] != '\0' ? PQresultErrorMessage(r)
+                                                                     : PQerrorMessage(c));
+  msg = std::string(absl::StripTrailingAsciiWhitespace(msg));
+  std::string text = "postgresql: " + std::string(what) + ": ";
+  if (state != nullptr) text += "SQLSTATE " + std::string(state) + ": ";
+  text += msg;
+  if (PQstatus(c) != CONNECTION_OK || state == nullptr) return absl::UnavailableError(text);
+  const std::string_view cls(state, 2);
+  if (cls == "08" || cls == "53" || cls == "57") return absl::UnavailableError(text);
+  if (cls == "40") return absl::AbortedError(text);
+  return absl::InternalError(text);
+}
+
+int64_t GetInt8(const PGresult* r, int row, int col) {
+  uint64_t be = 0;
+  std::memcpy(&be, PQgetvalue(r, row, col), sizeof(be));
+  return static_cast<int64_t>(be64toh(be));
+}
+
+std::string GetBytes(const PGresult* r, int row, int col) {
+  if (PQgetisnull(r, row, col)) return {};
+  return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+}
+
+PgPool::PgPool(std::string conninfo, size_t max, OnConnect on_connect)
+    : conninfo_(std::move(conninfo)),
+      max_(max == 0 ? 1 : max),
+      on_connect_(std::move(on_connect)) {}
+
+PgPool::~PgPool() = default;
+
+absl::StatusOr<PgConnPtr> PgPool::ConnectUnprepared(const std::string& conninfo) {
+  PgConnPtr c(PQconnectdb(conninfo.c_str()));
+  if (c == nullptr || PQstatus(c.get()) != CONNECTION_OK) {
+    std::string msg = c == nullptr ? "out of memory" : PQerrorMessage(c.get());
+    return absl::UnavailableError(
+        absl::StrCat("postgresql: cannot connect: ", absl::StripTrailingAsciiWhitespace(msg)));
+  }
+  return c;
+}
+
+absl::StatusOr<PgConnPtr> PgPool::Connect() const {
+  absl::StatusOr<PgConnPtr> c = ConnectUnprepared(conninfo_);
+  if (!c.ok()) return c.status();
+  if (on_connect_) {
+    if (absl::Status s = on_connect_(c->get()); !s.ok()) return s;
+  }
+  return c;
+}
+
+absl::StatusOr<PgPool::Lease> PgPool::Acquire() {
+  {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !idle_.empty() || open_ < max_; });
+    if (!idle_.empty()) {
+      PgConnPtr c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(c));
+    }
+    ++open_;  // a slot for the connection made below, outside the lock
+  }
+  absl::StatusOr<PgConnPtr> c = Connect();
+  if (!c.ok()) {
+    std::lock_guard lk(mu_);
+    --open_;
+    cv_.notify_one();
+    return c.status();
+  }
+  return Lease(this, *std::move(c));
+}
+
+void PgPool::DropIdle() {
+  std::lock_guard lk(mu_);
+  open_ -= idle_.size();
+  idle_.clear();
+  cv_.notify_all();
+}
+
+void PgPool::Return(PgConnPtr conn) {
+  std::lock_guard lk(mu_);
+  if (conn != nullptr && PQstatus(conn.get()) == CONNECTION_OK &&
+      PQtransactionStatus(conn.get()) == PQTRANS_IDLE) {
+    idle_.push_back(std::move(conn));
+  } else {
+    --open_;  // dropped (conn's deleter closes it)
+  }
+  cv_.notify_one();
+}
+
+}  // namespace metrics::store::internal

@@ -1,0 +1,101 @@
+// The event store kept in PostgreSQL (15+), behind the same API as the embedded store
+// (store/event_backend.h): for when one machine's disk is not enough, when several server
+// processes share one store, or when the events must live in the database the system already runs.
+//
+// clang-format off
+//   auto store = metrics::store::PostgresEventStore::Open(
+//       {.conninfo = "postgresql://app@db.internal/events"});
+//   auto r = (*store)->Append("team-red", ExpectedVersion::kNoStream, {{.type = "team.registered"}});
+// clang-format on
+//
+// Schema (created or migrated by Open, under an advisory lock, recorded in `schema_version`):
+//   messages(global_position bigint PRIMARY KEY, stream text, stream_version bigint,
+//            type text, id uuid NULL, payload bytea, time_ns bigint)
+//   UNIQUE (stream, stream_version); UNIQUE (stream, id) WHERE id IS NOT NULL.
+//
+// Appends. Append() validates on the caller's thread (the embedded store's rules), queues the
+// request and waits; one writer thread takes whatever is queued (group commit, up to
+// max_batch requests) into ONE transaction that first takes pg_advisory_xact_lock(kAppendLockKey),
+// so appends from every process are serialized and global order is commit order (a reader never
+// sees a gap that fills later); then per request, in queue order: the duplicate-id check, the
+// expected-version check (a failing request gets FailedPrecondition and writes nothing; the
+// others go on), positions max+1..., inserts; then COMMIT. A database error fails the whole
+// batch: Unavailable when nothing was stored (connection refused, statement failed, rolled back),
+// Unknown when the connection was lost during COMMIT (the batch may or may not be stored).
+//
+// Reads and the rest use a pool of connections (pool_size) with prepared statements; they see
+// committed events only. Errors: Unavailable when PostgreSQL cannot be reached.
+//
+// Threads: every method is thread-safe. Not here (yet): projections, metrics, LISTEN/NOTIFY.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "store/event_backend.h"
+
+namespace metrics::store {
+
+struct PostgresOptions {
+  // libpq connection string: a URL (postgresql://user@host:port/db?...) or key=value pairs.
+  std::string conninfo;
+  // Connections for reads (the writer thread has one more of its own).
+  size_t pool_size = 4;
+  // Append requests committed together in one transaction, at most.
+  size_t max_batch = 256;
+  // The embedded store's limits (StoreOptions), checked by Append() the same way.
+  size_t max_stream_bytes = 256;
+  size_t max_type_bytes = 128;
+  size_t max_payload_bytes = size_t{1} << 20;
+};
+
+class PostgresEventStore final : public EventBackend {
+ public:
+  // The schema version this binary creates and reads.
+  static constexpr int kSchemaVersion = 1;
+  // pg_advisory_xact_lock(kLockClass, kAppendLockKey) serializes appends; ...(kLockClass,
+  // kMigrateLockKey) serializes schema migrations.
+  static constexpr int32_t kLockClass = 0x65767374;  // "evst"
+  static constexpr int32_t kAppendLockKey = 1;
+  static constexpr int32_t kMigrateLockKey = 2;
+
+  // Connects, creates or migrates the schema, starts the writer thread. Errors: InvalidArgument
+  // (options), Unavailable (cannot connect), FailedPrecondition (the database's schema is newer
+  // than kSchemaVersion), Internal (a migration failed).
+  static absl::StatusOr<std::unique_ptr<PostgresEventStore>> Open(const PostgresOptions& options);
+
+  ~PostgresEventStore() override;  // Close()s
+  PostgresEventStore(const PostgresEventStore&) = delete;
+  PostgresEventStore& operator=(const PostgresEventStore&) = delete;
+
+  absl::StatusOr<AppendResult> Append(std::string_view stream, ExpectedVersion expected,
+                                      std::vector<NewEvent> events) override;
+  absl::StatusOr<std::vector<Event>> ReadAll(uint64_t from_position = 1,
+                                             size_t max = kNoLimit) const override;
+  absl::StatusOr<std::vector<Event>> ReadStream(std::string_view stream, uint64_t from_version = 1,
+                                                size_t max = kNoLimit) const override;
+  absl::StatusOr<uint64_t> StreamVersion(std::string_view stream) const override;
+  // OK unless closed, or the last batch failed for want of the database (cleared by the next
+  // batch that commits).
+  absl::Status Health() const override;
+  // Read from the database (0 when it cannot be reached: see Health()).
+  uint64_t LastPosition() const override;
+  // pg_total_relation_size of `messages` (table, indexes, TOAST); 0 when unreachable.
+  uint64_t SizeBytes() const override;
+  // Refuses new appends, commits what is queued, joins the writer. Reads keep working.
+  absl::Status Close() override;
+
+  class Impl;
+
+ private:
+  explicit PostgresEventStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace metrics::store
