@@ -77,7 +77,8 @@ TEST(SchedulerProcessTest, ApiAndDeliveryWithinASecondUnderDemoLoad) {
   ASSERT_TRUE(list && list->status == 200);
   // Ours, in the order listed (the demo load adds a reminder of its own every two seconds).
   json pending = json::array();
-  for (const auto& p : json::parse(list->body)["schedules"]) {
+  const json listed = json::parse(list->body);
+  for (const auto& p : listed["schedules"]) {
     if (p["stream"].get<std::string>().rfind("remind-", 0) == 0) pending.push_back(p);
   }
   ASSERT_EQ(pending.size(), 10u);
