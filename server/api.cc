@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/json_out.h"
+#include "server/reply.h"
 #include "server/schedules_api.h"
 #include "server/stats.h"
 #include "server/status_page.h"
@@ -40,11 +41,7 @@ constexpr std::string_view kStats = "/stats";
 constexpr std::string_view kDemoSink = "/demo/webhook-sink";
 
 void Error(Response& res, int status, std::string_view message) {
-  res.status = status;
-  std::string body = "{\"error\":";
-  AppendJsonString(&body, message);
-  body += "}\n";
-  res.set_content(body, "application/json");
+  ReplyError(res, status, message);
 }
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }

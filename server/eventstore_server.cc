@@ -39,6 +39,7 @@
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/projection_poller.h"
+#include "server/reply.h"
 #include "store/event_store.h"
 #ifdef EVENTSTORE_WITH_POSTGRES
 #include "store/postgres_store.h"
@@ -200,14 +201,12 @@ void DemoLoad(EventBackend& store, eventstore::Scheduler* scheduler, double rate
         const uint64_t v = ids();
         std::memcpy(id.data() + 8 * k, &v, 8);
       }
-      const double now =
-          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-              .count();
-      (void)scheduler->Add({.id = id,
-                            .due_at = now + 1 + static_cast<double>(rng() % 2000) / 1000,
-                            .stream = "reminders",
-                            .type = "reminder.due",
-                            .data = json{{"team", team}}.dump()});
+      (void)scheduler->Add(
+          {.id = id,
+           .due_at = eventstore::WallSeconds() + 1 + static_cast<double>(rng() % 2000) / 1000,
+           .stream = "reminders",
+           .type = "reminder.due",
+           .data = json{{"team", team}}.dump()});
     }
     next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
     std::this_thread::sleep_until(next);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/event_body.h"
+#include "server/reply.h"
 
 namespace eventstore {
 
@@ -21,10 +22,6 @@ struct Scheduler::Metrics {
 };
 
 namespace {
-
-double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 absl::StatusOr<std::unique_ptr<Scheduler::Metrics>> MakeMetrics(metrics::Registry& r) {
   auto deliveries = r.AddCounter(

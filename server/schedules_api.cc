@@ -10,18 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "instrument/route_table.h"
 #include "server/event_body.h"
-#include "server/json_out.h"
+#include "server/reply.h"
 
 namespace eventstore {
 namespace {
-
-void Error(httplib::Response& res, int status, std::string_view message) {
-  res.status = status;
-  std::string body = "{\"error\":";
-  AppendJsonString(&body, message);
-  body += "}\n";
-  res.set_content(body, "application/json");
-}
 
 // A random (version 4) UUID's 16 bytes.
 bool NewId(std::string* out) {
@@ -72,18 +64,14 @@ std::string ParseSchedule(const std::string& body, double now, Schedule* s) {
   return "";
 }
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 void MountSchedules(httplib::Server& server, Scheduler* scheduler) {
   using metrics::instrument::RouteTable;
   server.Post(kSchedulesRoute, [scheduler](const httplib::Request& req, httplib::Response& res) {
     Schedule s;
-    if (std::string bad = ParseSchedule(req.body, Now(), &s); !bad.empty()) {
-      return Error(res, 400, bad);
+    if (std::string bad = ParseSchedule(req.body, WallSeconds(), &s); !bad.empty()) {
+      return ReplyError(res, 400, bad);
     }
     absl::Status st = scheduler->Add(s);
     if (!st.ok()) {
@@ -91,7 +79,7 @@ void MountSchedules(httplib::Server& server, Scheduler* scheduler) {
                        : absl::IsResourceExhausted(st) ? 429
                        : absl::IsInvalidArgument(st)   ? 400
                                                        : 503;
-      return Error(res, code, std::string(st.message()));
+      return ReplyError(res, code, std::string(st.message()));
     }
     res.status = 201;
     res.set_content(nlohmann::json({{"id", FormatUuid(s.id)}, {"due_at", s.due_at}}).dump(),
@@ -109,11 +97,11 @@ void MountSchedules(httplib::Server& server, Scheduler* scheduler) {
                 [scheduler](const httplib::Request& req, httplib::Response& res) {
                   std::string id;
                   if (!ParseUuid(req.matches[1].str(), &id)) {
-                    return Error(res, 400, "the schedule id must be a UUID");
+                    return ReplyError(res, 400, "the schedule id must be a UUID");
                   }
                   absl::Status st = scheduler->Cancel(id);
-                  if (absl::IsNotFound(st)) return Error(res, 404, std::string(st.message()));
-                  if (!st.ok()) return Error(res, 503, std::string(st.message()));
+                  if (absl::IsNotFound(st)) return ReplyError(res, 404, std::string(st.message()));
+                  if (!st.ok()) return ReplyError(res, 503, std::string(st.message()));
                   res.status = 204;
                 });
 }

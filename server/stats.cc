@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/reply.h"
+
 namespace eventstore {
 namespace {
 
@@ -166,12 +168,8 @@ std::optional<double> ClassicQuantile(const std::vector<double>& bounds,
   return bounds.empty() ? std::nullopt : std::optional<double>(bounds.back());
 }
 
-double StatsService::WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 StatsService::StatsService(std::function<Snapshot()> collect, std::function<double()> now)
-    : collect_(std::move(collect)), now_(std::move(now)) {}
+    : collect_(std::move(collect)), now_(now ? std::move(now) : WallSeconds) {}
 
 StatsService::~StatsService() {
   {

@@ -77,8 +77,8 @@ class StatsService {
   // `collect` returns the snapshot /metrics renders; `now` the wall clock in seconds (tests
   // inject their own).
   explicit StatsService(std::function<metrics::Snapshot()> collect,
-                        std::function<double()> now = WallSeconds);
-  ~StatsService();  // stops the sampler
+                        std::function<double()> now = nullptr);  // null: the wall clock
+  ~StatsService();                                               // stops the sampler
   StatsService(const StatsService&) = delete;
   StatsService& operator=(const StatsService&) = delete;
 
@@ -92,7 +92,6 @@ class StatsService {
   // The /stats document (schema in README, "The status page").
   std::string Json();
 
-  static double WallSeconds();
   static constexpr size_t kMaxPoints = 361;  // an hour at 10 s, plus the point an hour ago
 
  private:

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/event_body.h"
 #include "server/json_out.h"
+#include "server/reply.h"
 
 namespace eventstore {
 
@@ -80,10 +81,6 @@ nlohmann::json ToJson(const Subscription& s) {
           {"event_types", s.event_types},
           {"stream_prefix", s.stream_prefix},
           {"secret", s.secret}};
-}
-
-double WallSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace

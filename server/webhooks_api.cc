@@ -5,18 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "instrument/route_table.h"
-#include "server/json_out.h"
+#include "server/reply.h"
 
 namespace eventstore {
 namespace {
-
-void Error(httplib::Response& res, int status, std::string_view message) {
-  res.status = status;
-  std::string body = "{\"error\":";
-  AppendJsonString(&body, message);
-  body += "}\n";
-  res.set_content(body, "application/json");
-}
 
 int HttpStatus(const absl::Status& s) {
   return absl::IsInvalidArgument(s)     ? 400
@@ -61,9 +53,9 @@ void MountWebhooks(httplib::Server& server, WebhookService* webhooks) {
   using metrics::instrument::RouteTable;
   server.Post(kSubscriptionsRoute, [webhooks](const httplib::Request& req, httplib::Response& res) {
     Subscription s;
-    if (std::string bad = Parse(req.body, &s); !bad.empty()) return Error(res, 400, bad);
+    if (std::string bad = Parse(req.body, &s); !bad.empty()) return ReplyError(res, 400, bad);
     absl::Status st = webhooks->Add(s);
-    if (!st.ok()) return Error(res, HttpStatus(st), std::string(st.message()));
+    if (!st.ok()) return ReplyError(res, HttpStatus(st), std::string(st.message()));
     res.status = 201;
     res.set_content(nlohmann::json({{"name", s.name}}).dump(), "application/json");
   });
@@ -83,14 +75,14 @@ void MountWebhooks(httplib::Server& server, WebhookService* webhooks) {
   server.Delete(RouteTable::ToRegex(kSubscriptionRoute),
                 [webhooks](const httplib::Request& req, httplib::Response& res) {
                   absl::Status st = webhooks->Remove(req.matches[1]);
-                  if (!st.ok()) return Error(res, HttpStatus(st), std::string(st.message()));
+                  if (!st.ok()) return ReplyError(res, HttpStatus(st), std::string(st.message()));
                   res.status = 204;
                 });
   for (bool pause : {true, false}) {
     server.Post(RouteTable::ToRegex(pause ? kSubscriptionPauseRoute : kSubscriptionResumeRoute),
                 [webhooks, pause](const httplib::Request& req, httplib::Response& res) {
                   absl::Status st = webhooks->SetPaused(req.matches[1], pause);
-                  if (!st.ok()) return Error(res, HttpStatus(st), std::string(st.message()));
+                  if (!st.ok()) return ReplyError(res, HttpStatus(st), std::string(st.message()));
                   res.set_content(nlohmann::json({{"paused", pause}}).dump(), "application/json");
                 });
   }
