@@ -1,17 +1,23 @@
 #include "store/postgres_store.h"
 
+#include <endian.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <optional>
+#include <semaphore>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "store/internal/append_validation.h"
 #include "store/internal/pg_pool.h"
 
@@ -23,7 +29,8 @@ using internal::PgParams;
 using internal::PgResult;
 using internal::PgStatus;
 
-constexpr Oid kInt8 = 20, kText = 25, kBytea = 17, kUuid = 2950, kUuidArray = 2951;
+constexpr Oid kInt8 = 20, kText = 25, kBytea = 17, kUuid = 2950;
+constexpr Oid kInt8Array = 1016, kTextArray = 1009, kByteaArray = 1001, kUuidArray = 2951;
 
 // Migration n (1-based) brings the schema from version n-1 to n.
 constexpr const char* kMigrations[] = {
@@ -53,23 +60,37 @@ struct Statement {
 
 std::vector<Statement> Statements() {
   return {
+      // Held until COMMIT: appenders in every process take turns, so positions are given in
+      // commit order and a reader of `global_position > x` never sees a gap that fills later.
       {"lock",
        absl::StrCat("SELECT pg_advisory_xact_lock(", PostgresEventStore::kLockClass, ", ",
                     PostgresEventStore::kAppendLockKey, ")"),
        {}},
+      // A statement of its own after the lock's: under READ COMMITTED a statement's snapshot is
+      // taken when it starts, so a read in the locking statement could miss the commit of the
+      // appender that held the lock before.
       {"last",
        "SELECT global_position, time_ns FROM messages ORDER BY global_position DESC LIMIT 1",
        {}},
+      {"insert",
+       absl::StrCat("INSERT INTO messages (", kColumns,
+                    ") SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)"),
+       {kInt8Array, kTextArray, kInt8Array, kTextArray, kUuidArray, kByteaArray, kInt8Array}},
+      // Per stream one backward index-only probe (a max() over `stream = ANY($1)` would read
+      // every event of those streams: 4.7 ms for a 3,125-event stream, against 0.07 ms).
+      {"versions",
+       "SELECT s.stream, m.v FROM unnest($1) AS s(stream) CROSS JOIN LATERAL (SELECT "
+       "stream_version AS v FROM messages WHERE messages.stream = s.stream ORDER BY "
+       "stream_version DESC LIMIT 1) m",
+       {kTextArray}},
       {"stream_version",
        "SELECT coalesce(max(stream_version), 0)::bigint FROM messages WHERE stream = $1",
        {kText}},
+      // ($1[i], $2[i]) pairs, each one probe of messages_stream_id.
       {"ids",
-       "SELECT stream_version, global_position, id FROM messages WHERE stream = $1 AND id = "
-       "ANY($2)",
-       {kText, kUuidArray}},
-      {"insert",
-       absl::StrCat("INSERT INTO messages (", kColumns, ") VALUES ($1,$2,$3,$4,$5,$6,$7)"),
-       {kInt8, kText, kInt8, kText, kUuid, kBytea, kInt8}},
+       "SELECT m.stream, m.stream_version, m.global_position, m.id FROM unnest($1, $2) AS "
+       "k(stream, id) JOIN messages m ON m.stream = k.stream AND m.id = k.id",
+       {kTextArray, kUuidArray}},
       {"read_all",
        absl::StrCat("SELECT ", kColumns,
                     " FROM messages WHERE global_position >= $1 ORDER BY global_position LIMIT $2"),
@@ -85,6 +106,10 @@ std::vector<Statement> Statements() {
 }
 
 absl::Status Prepare(PGconn* c) {
+  // Every statement here has one good plan whatever its parameters; planning it afresh for each
+  // of the first executions (PostgreSQL's default) cost the append 57 us of its ~400.
+  PgResult set(internal::Exec(c, "SET plan_cache_mode = force_generic_plan"));
+  if (absl::Status s = PgStatus(c, set.get(), "set plan_cache_mode"); !s.ok()) return s;
   for (const Statement& s : Statements()) {
     PgResult r(PQprepare(c, s.name, s.sql.c_str(), static_cast<int>(s.types.size()),
                          s.types.empty() ? nullptr : s.types.data()));
@@ -180,6 +205,94 @@ std::vector<Event> EventsOf(const PGresult* r) {
 }
 
 // One Append() on its way to the writer thread and back.
+// Where a stored (or staged) event with an id sits.
+struct StoredAt {
+  uint64_t version, position;
+};
+
+// Stream ids hold no NUL: stream + NUL + the 16 id bytes names an id within its stream.
+std::string IdKey(std::string_view stream, std::string_view id) {
+  std::string key(stream);
+  key += '\0';
+  key += id;
+  return key;
+}
+
+// A text-format array literal. Stream ids ([A-Za-z0-9._:-]) and UUID text need no escaping
+// inside double quotes.
+std::string ArrayLiteral(const std::vector<std::string_view>& items) {
+  std::string out = "{";
+  for (std::string_view item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    out += item;
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// The rows of a batch as seven arrays in PostgreSQL's binary array format, one per column, for
+// `INSERT ... SELECT * FROM unnest($1, ..., $7)`: one statement for any number of rows.
+class ColumnArrays {
+ public:
+  void Row(int64_t position, std::string_view stream, int64_t version, std::string_view type,
+           std::string_view id, std::string_view payload, int64_t time_ns) {
+    Int8(&columns_[0], position);
+    Bytes(&columns_[1], stream);
+    Int8(&columns_[2], version);
+    Bytes(&columns_[3], type);
+    if (id.empty()) {
+      Int32(&columns_[4], -1);  // NULL
+      id_nulls_ = true;
+    } else {
+      Bytes(&columns_[4], id);  // a uuid's binary form is its 16 bytes
+    }
+    Bytes(&columns_[5], payload);
+    Int8(&columns_[6], time_ns);
+    ++count_;
+  }
+  size_t count() const { return count_; }
+
+  // The insert statement's parameters: each array is a header (one dimension of count() elements
+  // from index 1, the element type) and the elements, each a length (-1: NULL) and its bytes.
+  PgParams Params() const {
+    static constexpr Oid kElementTypes[kColumnCount] = {kInt8, kText,  kInt8, kText,
+                                                        kUuid, kBytea, kInt8};
+    PgParams p;
+    for (size_t i = 0; i < kColumnCount; ++i) {
+      std::string array;
+      Int32(&array, 1);                            // dimensions
+      Int32(&array, i == 4 && id_nulls_ ? 1 : 0);  // has NULLs
+      Int32(&array, static_cast<int32_t>(kElementTypes[i]));
+      Int32(&array, static_cast<int32_t>(count_));  // elements
+      Int32(&array, 1);                             // lower bound
+      array += columns_[i];
+      p.Bytes(array);
+    }
+    return p;
+  }
+
+ private:
+  static constexpr size_t kColumnCount = 7;
+  static void Int32(std::string* out, int32_t v) {
+    const uint32_t be = htobe32(static_cast<uint32_t>(v));
+    out->append(reinterpret_cast<const char*>(&be), sizeof(be));
+  }
+  static void Int8(std::string* out, int64_t v) {
+    Int32(out, 8);
+    const uint64_t be = htobe64(static_cast<uint64_t>(v));
+    out->append(reinterpret_cast<const char*>(&be), sizeof(be));
+  }
+  static void Bytes(std::string* out, std::string_view v) {
+    Int32(out, static_cast<int32_t>(v.size()));  // payloads are limited far below 2 GiB
+    out->append(v);
+  }
+  std::string columns_[kColumnCount];
+  bool id_nulls_ = false;
+  size_t count_ = 0;
+};
+
 struct PgRequest {
   std::string_view stream;
   ExpectedVersion expected = ExpectedVersion::kAny;
@@ -187,12 +300,14 @@ struct PgRequest {
   int64_t accept_ns = 0;
   absl::Status status;
   AppendResult result;
-  bool done = false;  // guarded by Impl::mu_
+  // Released by the writer once status/result are set (the release orders those writes before
+  // the caller's acquire). One per request: waking only its own caller, not every waiter.
+  std::binary_semaphore done{0};
 };
 
 }  // namespace
 
-// The writer thread owns writer_conn_; the pool serves everything else.
+// Each writer thread owns its connection (writer_conns_[w]); the pool serves everything else.
 class PostgresEventStore::Impl {
  public:
   explicit Impl(const PostgresOptions& o)
@@ -214,20 +329,24 @@ class PostgresEventStore::Impl {
   mutable internal::PgPool pool_;
 
  private:
-  void Loop();
-  void ProcessBatch(std::vector<PgRequest*>& batch);
-  // Inside the batch's transaction: r's checks and inserts; a non-OK return is a database error
-  // (the transaction is lost); a request-level failure is left in r->status.
-  absl::Status AppendOne(PgRequest* r, uint64_t* next_position, int64_t* last_ts);
-  bool Duplicate(PgRequest* r, const PGresult* found);
-  absl::Status WriterExec(const char* name, const PgParams& p, PgResult* out);
+  void Loop(size_t writer);
+  // On `conn` (reconnected when found dead or left in an unknown state).
+  void ProcessBatch(internal::PgConnPtr& conn, std::vector<PgRequest*>& batch);
+  // The parameters of the "versions" and "ids" statements for the batch (no ids: nullopt).
+  static PgParams VersionsParams(const std::vector<PgRequest*>& batch);
+  static std::optional<PgParams> IdsParams(const std::vector<PgRequest*>& batch);
+  // r's checks against the maps; on success its rows go to `rows` and the maps learn them. A
+  // request-level failure (version, id) is left in r->status.
+  void Stage(PgRequest* r, std::unordered_map<std::string, uint64_t>* versions,
+             std::unordered_map<std::string, StoredAt>* ids, uint64_t* next_position,
+             int64_t* last_ts, ColumnArrays* rows);
+  bool Duplicate(PgRequest* r, const std::unordered_map<std::string, StoredAt>& ids);
 
-  internal::PgConnPtr writer_conn_;  // writer thread only (after Open)
-  std::thread writer_;
+  std::vector<internal::PgConnPtr> writer_conns_;  // [w]: writer thread w only (after Open)
+  std::vector<std::thread> writers_;
 
   mutable std::mutex mu_;
   std::condition_variable queued_cv_;  // the writer waits for work
-  std::condition_variable done_cv_;    // callers wait for their request
   std::deque<PgRequest*> queue_;       // guarded by mu_
   bool closing_ = false;               // guarded by mu_
   bool closed_ = false;                // guarded by mu_ (Close ran)
@@ -241,10 +360,13 @@ absl::Status PostgresEventStore::Impl::Open() {
     if (!c.ok()) return c.status();
     if (absl::Status s = Migrate(c->get()); !s.ok()) return s;
   }
-  auto c = pool_.Connect();
-  if (!c.ok()) return c.status();
-  writer_conn_ = *std::move(c);
-  writer_ = std::thread([this] { Loop(); });
+  writer_conns_.resize(options_.writers);
+  for (internal::PgConnPtr& conn : writer_conns_) {
+    auto c = pool_.Connect();
+    if (!c.ok()) return c.status();
+    conn = *std::move(c);
+  }
+  for (size_t w = 0; w < options_.writers; ++w) writers_.emplace_back([this, w] { Loop(w); });
   return absl::OkStatus();
 }
 
@@ -255,8 +377,9 @@ absl::Status PostgresEventStore::Impl::Close() {
     closed_ = closing_ = true;
   }
   queued_cv_.notify_all();
-  if (writer_.joinable()) writer_.join();
-  writer_conn_.reset();
+  for (std::thread& t : writers_) t.join();
+  writers_.clear();
+  writer_conns_.clear();
   return absl::OkStatus();
 }
 
@@ -281,14 +404,14 @@ absl::StatusOr<AppendResult> PostgresEventStore::Impl::Append(std::string_view s
     std::unique_lock lk(mu_);
     if (closing_) return absl::FailedPreconditionError("the event store is closed");
     queue_.push_back(&r);
-    queued_cv_.notify_one();
-    done_cv_.wait(lk, [&r] { return r.done; });
   }
+  queued_cv_.notify_one();
+  r.done.acquire();
   if (!r.status.ok()) return r.status;
   return r.result;
 }
 
-void PostgresEventStore::Impl::Loop() {
+void PostgresEventStore::Impl::Loop(size_t writer) {
   std::vector<PgRequest*> batch;
   for (;;) {
     batch.clear();
@@ -302,24 +425,13 @@ void PostgresEventStore::Impl::Loop() {
         queue_.pop_front();
       }
     }
-    ProcessBatch(batch);
-    {
-      std::lock_guard lk(mu_);
-      for (PgRequest* r : batch) r->done = true;
-    }
-    done_cv_.notify_all();
+    ProcessBatch(writer_conns_[writer], batch);
+    for (PgRequest* r : batch) r->done.release();  // r may be gone after this
   }
 }
 
-absl::Status PostgresEventStore::Impl::WriterExec(const char* name, const PgParams& p,
-                                                  PgResult* out) {
-  PgResult r = ExecPrepared(writer_conn_.get(), name, p);
-  absl::Status s = PgStatus(writer_conn_.get(), r.get(), name);
-  if (out != nullptr) *out = std::move(r);
-  return s;
-}
-
-void PostgresEventStore::Impl::ProcessBatch(std::vector<PgRequest*>& batch) {
+void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
+                                            std::vector<PgRequest*>& batch) {
   auto fail_all = [&](const absl::Status& s) {
     for (PgRequest* r : batch) r->status = s;
     if (absl::IsUnavailable(s) || absl::IsUnknown(s)) {
@@ -327,148 +439,173 @@ void PostgresEventStore::Impl::ProcessBatch(std::vector<PgRequest*>& batch) {
       health_ = s;
     }
   };
-  // An idle connection's death (server restart, idle timeout) shows only when it is used: if
-  // BEGIN finds it dead, nothing was sent yet, so connect again and retry once.
-  absl::Status begun;
+  // Round trip 1: open the transaction, take the append lock, read the last event and what
+  // every request is checked against (its stream's version, where its ids already are).
+  const PgParams versions_params = VersionsParams(batch);
+  const std::optional<PgParams> ids_params = IdsParams(batch);
+  std::vector<internal::PipelineStep> open = {{.sql = "BEGIN"},
+                                              {.name = "lock"},
+                                              {.name = "last"},
+                                              {.name = "versions", .params = &versions_params}};
+  if (ids_params) open.push_back({.name = "ids", .params = &*ids_params});
+  // An idle connection's death (server restart, idle timeout) shows only when it is used: if the
+  // first round trip finds it dead, nothing was stored, so connect again and retry once.
+  internal::PipelineResult opened;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (writer_conn_ == nullptr || PQstatus(writer_conn_.get()) != CONNECTION_OK) {
-      writer_conn_.reset();
+    if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
+      conn.reset();
       auto c = pool_.Connect();
       if (!c.ok()) return fail_all(c.status());
-      writer_conn_ = *std::move(c);
+      conn = *std::move(c);
     }
-    PgResult begin = internal::Exec(writer_conn_.get(), "BEGIN");
-    begun = PgStatus(writer_conn_.get(), begin.get(), "begin");
-    if (begun.ok() || PQstatus(writer_conn_.get()) == CONNECTION_OK) break;
+    opened = internal::RunPipeline(conn.get(), open);
+    if (opened.status.ok() || PQstatus(conn.get()) == CONNECTION_OK) break;
   }
-  if (!begun.ok()) return fail_all(begun);
-  PGconn* c = writer_conn_.get();
-  absl::Status s = [&]() -> absl::Status {
-    // Held until COMMIT: appenders in every process take turns, so positions are assigned in
-    // commit order and a reader of `global_position > x` never sees a gap that fills later.
-    if (absl::Status s = WriterExec("lock", PgParams(), nullptr); !s.ok()) return s;
-    // A statement of its own, after the lock's: under READ COMMITTED a statement's snapshot is
-    // taken when it starts, so a max read in the locking statement could miss the commit of the
-    // appender that held the lock before us.
-    PgResult last;
-    if (absl::Status s = WriterExec("last", PgParams(), &last); !s.ok()) return s;
-    uint64_t next = 1;
-    int64_t last_ts = 0;
-    if (PQntuples(last.get()) == 1) {
-      next = static_cast<uint64_t>(internal::GetInt8(last.get(), 0, 0)) + 1;
-      last_ts = internal::GetInt8(last.get(), 0, 1);
+  PGconn* c = conn.get();
+  // After a failure: roll back, and give up a connection left in an unknown state.
+  auto abandon = [&](const absl::Status& s) {
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_INERROR) {
+      PgResult(internal::Exec(c, "ROLLBACK"));
     }
-    for (PgRequest* r : batch) {
-      if (absl::Status s = AppendOne(r, &next, &last_ts); !s.ok()) return s;
+    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
+        PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+      conn.reset();
     }
-    return absl::OkStatus();
-  }();
-  if (!s.ok()) {
-    if (PQstatus(c) == CONNECTION_OK) PgResult(internal::Exec(c, "ROLLBACK"));
-    return fail_all(s);
+    fail_all(s);
+  };
+  if (!opened.status.ok()) return abandon(opened.status);
+
+  uint64_t next = 1;
+  int64_t last_ts = 0;
+  if (const PGresult* last = opened.results[2].get(); PQntuples(last) == 1) {
+    next = static_cast<uint64_t>(internal::GetInt8(last, 0, 0)) + 1;
+    last_ts = internal::GetInt8(last, 0, 1);
   }
-  PgResult commit = internal::Exec(c, "COMMIT");
-  if (absl::Status cs = PgStatus(c, commit.get(), "commit"); !cs.ok()) {
+  // The checks run here; later requests of the batch see the earlier ones' events in the maps.
+  std::unordered_map<std::string, uint64_t> versions;
+  const PGresult* v = opened.results[3].get();
+  for (int i = 0; i < PQntuples(v); ++i) {
+    versions[internal::GetBytes(v, i, 0)] = static_cast<uint64_t>(internal::GetInt8(v, i, 1));
+  }
+  std::unordered_map<std::string, StoredAt> ids;
+  if (ids_params) {
+    const PGresult* found = opened.results[4].get();
+    for (int i = 0; i < PQntuples(found); ++i) {
+      ids[IdKey(internal::GetBytes(found, i, 0), internal::GetBytes(found, i, 3))] = {
+          static_cast<uint64_t>(internal::GetInt8(found, i, 1)),
+          static_cast<uint64_t>(internal::GetInt8(found, i, 2))};
+    }
+  }
+  ColumnArrays rows;
+  for (PgRequest* r : batch) Stage(r, &versions, &ids, &next, &last_ts, &rows);
+
+  // Round trip 2: every row in one INSERT, and COMMIT.
+  const PgParams insert_params = rows.Params();
+  std::vector<internal::PipelineStep> close;
+  if (rows.count() > 0) close.push_back({.name = "insert", .params = &insert_params});
+  close.push_back({.sql = "COMMIT"});
+  internal::PipelineResult committed = internal::RunPipeline(c, close);
+  if (!committed.status.ok()) {
     if (PQstatus(c) != CONNECTION_OK) {
-      return fail_all(absl::UnknownError(
-          absl::StrCat(cs.message(),
+      // COMMIT may have been sent, and run, before the connection failed.
+      return abandon(absl::UnknownError(
+          absl::StrCat(committed.status.message(),
                        " (the connection was lost during COMMIT: the batch may or may not be "
                        "stored; retry with event ids to find out)")));
     }
-    return fail_all(cs);
+    return abandon(committed.status);
   }
   // COMMIT can also report a rollback as a success with another command tag.
-  if (std::string_view(PQcmdStatus(commit.get())) != "COMMIT") {
-    return fail_all(absl::AbortedError("postgresql: the append transaction was rolled back"));
+  if (std::string_view(PQcmdStatus(committed.results.back().get())) != "COMMIT") {
+    return abandon(absl::AbortedError("postgresql: the append transaction was rolled back"));
   }
   std::lock_guard lk(mu_);
   health_ = absl::OkStatus();
 }
 
-absl::Status PostgresEventStore::Impl::AppendOne(PgRequest* r, uint64_t* next_position,
-                                                 int64_t* last_ts) {
+PgParams PostgresEventStore::Impl::VersionsParams(const std::vector<PgRequest*>& batch) {
+  std::vector<std::string_view> streams;
+  for (const PgRequest* r : batch) streams.push_back(r->stream);
+  return std::move(PgParams().Text(ArrayLiteral(streams)));
+}
+
+std::optional<PgParams> PostgresEventStore::Impl::IdsParams(const std::vector<PgRequest*>& batch) {
+  std::vector<std::string_view> streams;  // one per id
+  std::vector<std::string> uuids;
+  for (const PgRequest* r : batch) {
+    for (const NewEvent& e : *r->events) {
+      if (e.id.empty()) break;  // all or none
+      streams.push_back(r->stream);
+      uuids.push_back(UuidText(e.id));
+    }
+  }
+  if (uuids.empty()) return std::nullopt;
+  PgParams p;
+  p.Text(ArrayLiteral(streams))
+      .Text(ArrayLiteral(std::vector<std::string_view>(uuids.begin(), uuids.end())));
+  return p;
+}
+
+void PostgresEventStore::Impl::Stage(PgRequest* r,
+                                     std::unordered_map<std::string, uint64_t>* versions,
+                                     std::unordered_map<std::string, StoredAt>* ids,
+                                     uint64_t* next_position, int64_t* last_ts,
+                                     ColumnArrays* rows) {
   const std::vector<NewEvent>& events = *r->events;
-  if (!events.front().id.empty()) {
-    std::string ids = "{";
-    for (const NewEvent& e : events) {
-      if (ids.size() > 1) ids += ',';
-      ids += UuidText(e.id);
-    }
-    ids += '}';
-    PgResult found;
-    if (absl::Status s = WriterExec("ids", PgParams().Bytes(r->stream).Text(ids), &found);
-        !s.ok()) {
-      return s;
-    }
-    if (Duplicate(r, found.get())) return absl::OkStatus();
-  }
-  PgResult v;
-  if (absl::Status s = WriterExec("stream_version", PgParams().Bytes(r->stream), &v); !s.ok()) {
-    return s;
-  }
-  uint64_t version = static_cast<uint64_t>(internal::GetInt8(v.get(), 0, 0));
+  const bool with_ids = !events.front().id.empty();
+  if (with_ids && Duplicate(r, *ids)) return;
+  uint64_t& version = (*versions)[std::string(r->stream)];  // 0 when the stream is new
   if (!r->expected.Matches(version)) {
     r->status = absl::FailedPreconditionError(
         absl::StrCat("wrong expected version for stream ", internal::Quote(r->stream),
                      ": expected ", r->expected.ToString(), ", actual ",
                      version == 0 ? std::string("no stream") : absl::StrCat(version)));
-    return absl::OkStatus();
+    return;
   }
   // Non-decreasing along positions, like the embedded store's.
   const int64_t ts = *last_ts = std::max(r->accept_ns, *last_ts);
   const uint64_t first = *next_position;
   for (const NewEvent& e : events) {
-    PgParams p;
-    p.Int8(static_cast<int64_t>((*next_position)++)).Bytes(r->stream);
-    p.Int8(static_cast<int64_t>(++version)).Bytes(e.type);
-    if (e.id.empty()) {
-      p.Null();
-    } else {
-      p.Bytes(e.id);
-    }
-    p.Bytes(e.payload).Int8(ts);
-    if (absl::Status s = WriterExec("insert", p, nullptr); !s.ok()) return s;
+    const uint64_t position = (*next_position)++;
+    ++version;
+    rows->Row(static_cast<int64_t>(position), r->stream, static_cast<int64_t>(version), e.type,
+              e.id, e.payload, ts);
+    if (with_ids) (*ids)[IdKey(r->stream, e.id)] = {version, position};
   }
   r->result = {.first_position = first,
                .last_position = *next_position - 1,
                .last_stream_version = version,
                .duplicate = false};
-  return absl::OkStatus();
 }
 
 // The embedded store's rule (store/internal/writer.cc): the stream holds these ids as a run of
 // consecutive versions in this order -> the original positions; any of them elsewhere -> refused.
-bool PostgresEventStore::Impl::Duplicate(PgRequest* r, const PGresult* found) {
-  const int rows = PQntuples(found);
-  if (rows == 0) return false;
-  struct At {
-    uint64_t version, position;
-  };
-  std::unordered_map<std::string, At> at;
-  for (int i = 0; i < rows; ++i) {
-    at[internal::GetBytes(found, i, 2)] = {static_cast<uint64_t>(internal::GetInt8(found, i, 0)),
-                                           static_cast<uint64_t>(internal::GetInt8(found, i, 1))};
-  }
+bool PostgresEventStore::Impl::Duplicate(PgRequest* r,
+                                         const std::unordered_map<std::string, StoredAt>& ids) {
   const std::vector<NewEvent>& events = *r->events;
-  auto first = at.find(events.front().id);
-  bool same = first != at.end();
+  auto find = [&](const std::string& id) -> const StoredAt* {
+    auto it = ids.find(IdKey(r->stream, id));
+    return it == ids.end() ? nullptr : &it->second;
+  };
+  const StoredAt* first = find(events.front().id);
+  bool same = first != nullptr;
   for (size_t i = 0; same && i < events.size(); ++i) {
-    auto it = at.find(events[i].id);
-    same = it != at.end() && it->second.version == first->second.version + i;
+    const StoredAt* at = find(events[i].id);
+    same = at != nullptr && at->version == first->version + i;
   }
   if (same) {
-    const At& last = at[events.back().id];
-    r->result = {.first_position = first->second.position,
-                 .last_position = last.position,
-                 .last_stream_version = last.version,
+    const StoredAt* last = find(events.back().id);
+    r->result = {.first_position = first->position,
+                 .last_position = last->position,
+                 .last_stream_version = last->version,
                  .duplicate = true};
     return true;
   }
   for (size_t i = 0; i < events.size(); ++i) {
-    if (auto it = at.find(events[i].id); it != at.end()) {
+    if (const StoredAt* at = find(events[i].id)) {
       r->status = absl::FailedPreconditionError(absl::StrCat(
           "event #", i, "'s id is already in stream ", internal::Quote(r->stream), " at version ",
-          it->second.version, ", but not as this same run of events: nothing written"));
+          at->version, ", but not as this same run of events: nothing written"));
       return true;
     }
   }
@@ -502,6 +639,9 @@ absl::StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
     const PostgresOptions& options) {
   if (options.conninfo.empty()) return absl::InvalidArgumentError("conninfo is empty");
   if (options.max_batch == 0) return absl::InvalidArgumentError("max_batch must be > 0");
+  if (options.writers == 0 || options.writers > 16) {
+    return absl::InvalidArgumentError("writers must be 1..16");
+  }
   if (options.max_stream_bytes == 0 || options.max_type_bytes == 0) {
     return absl::InvalidArgumentError("max_stream_bytes and max_type_bytes must be > 0");
   }

@@ -32,11 +32,14 @@ void PgParams::Push(std::string_view v, bool null, int format) {
   nulls_.push_back(null);
   lengths_.push_back(static_cast<int>(v.size()));
   formats_.push_back(format);
-  // values_ may have moved its strings (short ones live inside them): point again at all of them.
+}
+
+const char* const* PgParams::values() const {
   ptrs_.clear();
   for (size_t i = 0; i < values_.size(); ++i) {
     ptrs_.push_back(nulls_[i] ? nullptr : values_[i].data());
   }
+  return ptrs_.data();
 }
 
 PgResult ExecPrepared(PGconn* c, const char* name, const PgParams& p) {
@@ -45,6 +48,65 @@ PgResult ExecPrepared(PGconn* c, const char* name, const PgParams& p) {
 }
 
 PgResult Exec(PGconn* c, const char* sql) { return PgResult(PQexec(c, sql)); }
+
+PipelineResult RunPipeline(PGconn* c, const std::vector<PipelineStep>& steps) {
+  PipelineResult out;
+  out.results.resize(steps.size());
+  auto fail = [&](size_t step, absl::Status s) {
+    if (out.status.ok()) {
+      out.status = std::move(s);
+      out.failed_step = step;
+    }
+  };
+  auto lost = [c](std::string_view what) {
+    return absl::UnavailableError(
+        absl::StrCat("postgresql: ", std::string(what), ": ",
+                     absl::StripTrailingAsciiWhitespace(PQerrorMessage(c))));
+  };
+  if (PQenterPipelineMode(c) != 1) {
+    fail(0, lost("enter pipeline mode"));
+    return out;
+  }
+  size_t sent = 0;
+  for (; sent < steps.size(); ++sent) {
+    const PipelineStep& step = steps[sent];
+    const int ok =
+        step.name != nullptr
+            ? PQsendQueryPrepared(c, step.name, step.params == nullptr ? 0 : step.params->size(),
+                                  step.params == nullptr ? nullptr : step.params->values(),
+                                  step.params == nullptr ? nullptr : step.params->lengths(),
+                                  step.params == nullptr ? nullptr : step.params->formats(),
+                                  /*resultFormat=*/1)
+            : PQsendQueryParams(c, step.sql, 0, nullptr, nullptr, nullptr, nullptr, 1);
+    if (ok != 1) break;
+  }
+  if (sent < steps.size() || PQpipelineSync(c) != 1) {
+    fail(sent, lost("send"));
+  } else {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      PgResult r(PQgetResult(c));
+      if (r == nullptr) {  // the connection failed
+        fail(i, lost(steps[i].name != nullptr ? steps[i].name : steps[i].sql));
+        break;
+      }
+      if (absl::Status s =
+              PgStatus(c, r.get(), steps[i].name != nullptr ? steps[i].name : steps[i].sql);
+          !s.ok() && PQresultStatus(r.get()) != PGRES_PIPELINE_ABORTED) {
+        fail(i, std::move(s));
+      }
+      out.results[i] = std::move(r);
+      PgResult end(PQgetResult(c));  // each step's results end with a null
+    }
+    if (out.status.ok() || PQstatus(c) == CONNECTION_OK) {
+      PgResult sync(PQgetResult(c));  // PGRES_PIPELINE_SYNC
+    }
+  }
+  if (PQexitPipelineMode(c) != 1 && PQstatus(c) == CONNECTION_OK) {
+    // Results left unread (a step's result was missing): the caller must not reuse `c`.
+    fail(steps.size(), lost("exit pipeline mode"));
+  }
+  return out;
+}
 
 absl::Status PgStatus(PGconn* c, const PGresult* r, std::string_view what) {
   const ExecStatusType st = r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);

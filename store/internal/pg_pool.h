@@ -45,7 +45,8 @@ class PgParams {
   PgParams& Text(std::string_view v);
 
   int size() const { return static_cast<int>(values_.size()); }
-  const char* const* values() const { return ptrs_.data(); }
+  // Valid until this object changes or moves (a moved short string moves its bytes).
+  const char* const* values() const;
   const int* lengths() const { return lengths_.data(); }
   const int* formats() const { return formats_.data(); }
 
@@ -53,7 +54,7 @@ class PgParams {
   void Push(std::string_view v, bool null, int format = 1);
   std::vector<std::string> values_;
   std::vector<bool> nulls_;
-  std::vector<const char*> ptrs_;
+  mutable std::vector<const char*> ptrs_;
   std::vector<int> lengths_;
   std::vector<int> formats_;
 };
@@ -62,6 +63,26 @@ class PgParams {
 PgResult ExecPrepared(PGconn* c, const char* name, const PgParams& params);
 // Runs SQL text without parameters (BEGIN, COMMIT, DDL); results in text format.
 PgResult Exec(PGconn* c, const char* sql);
+
+// One statement of a pipeline: a prepared statement with parameters, or SQL text without.
+struct PipelineStep {
+  const char* name = nullptr;  // prepared statement; or
+  const char* sql = nullptr;   // SQL text (one statement)
+  const PgParams* params = nullptr;
+};
+
+// What a pipeline returned: every step's result (binary format) in order, and the first failure.
+struct PipelineResult {
+  std::vector<PgResult> results;  // one per step; null where the connection failed first
+  absl::Status status;            // OK, or the first failing step's PgStatus
+  size_t failed_step = 0;         // valid when !status.ok()
+};
+
+// Sends every step, then one Sync, and reads every result: one round trip for all (libpq's
+// pipeline mode). After a failing step the server skips the rest (PGRES_PIPELINE_ABORTED); a
+// transaction the steps opened is then left failed, for the caller to roll back. After a failure
+// that is not PostgreSQL's answer to a step (Unavailable without a SQLSTATE), drop the connection.
+PipelineResult RunPipeline(PGconn* c, const std::vector<PipelineStep>& steps);
 
 // OK when `r` is a success (PGRES_COMMAND_OK or PGRES_TUPLES_OK). Otherwise: Unavailable when
 // the connection is gone or the SQLSTATE says the server cannot serve now (classes 08, 53, 57),

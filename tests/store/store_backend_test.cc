@@ -59,10 +59,21 @@ class PostgresEnvironment : public ::testing::Environment {
 PostgresEnvironment* const pg_env =
     static_cast<PostgresEnvironment*>(::testing::AddGlobalTestEnvironment(new PostgresEnvironment));
 
-enum class Backend { kEmbedded, kPostgres };
-void PrintTo(Backend b, std::ostream* os) {
-  *os << (b == Backend::kEmbedded ? "embedded" : "postgres");
+// kPostgresTwoWriters: two writer threads whose batches interleave, ordered only by the append
+// lock inside PostgreSQL (PostgresOptions::writers).
+enum class Backend { kEmbedded, kPostgres, kPostgresTwoWriters };
+const char* NameOf(Backend b) {
+  switch (b) {
+    case Backend::kEmbedded:
+      return "Embedded";
+    case Backend::kPostgres:
+      return "Postgres";
+    case Backend::kPostgresTwoWriters:
+      return "PostgresTwoWriters";
+  }
+  return "?";
 }
+void PrintTo(Backend b, std::ostream* os) { *os << NameOf(b); }
 
 class StoreBackendTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -82,7 +93,9 @@ class StoreBackendTest : public ::testing::TestWithParam<Backend> {
     static int databases = 0;
     const std::string db = absl::StrCat("backend_test_", ++databases);
     ASSERT_EQ(cluster->CreateDatabase(db), "");
-    auto s = PostgresEventStore::Open({.conninfo = cluster->ConnInfo(db)});
+    auto s = PostgresEventStore::Open(
+        {.conninfo = cluster->ConnInfo(db),
+         .writers = GetParam() == Backend::kPostgresTwoWriters ? size_t{2} : size_t{1}});
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
   }
@@ -365,6 +378,36 @@ TEST_P(StoreBackendTest, RacingExactAppendsToOneStreamSerialize) {
   EXPECT_THAT(All(), SizeIs(kThreads * kWins));
 }
 
+TEST_P(StoreBackendTest, ConcurrentRetriesWithTheSameIdsWriteOnce) {
+  // A client's retry can arrive while its first attempt still waits in the queue, so both may
+  // commit in one batch (PostgreSQL) or one after the other: either way one write, and every
+  // attempt answers with the same positions.
+  constexpr int kThreads = 8, kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string stream = absl::StrCat("retry-", round);
+    std::vector<std::thread> threads;
+    std::vector<absl::StatusOr<AppendResult>> results(kThreads, absl::UnknownError("unset"));
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        results[t] = store_->Append(
+            stream, ExpectedVersion::kNoStream,
+            {{.type = "a", .id = Id(2 * round + 1)}, {.type = "b", .id = Id(2 * round + 2)}});
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    int written = 0;
+    for (const auto& r : results) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      written += r->duplicate ? 0 : 1;
+      EXPECT_EQ(r->first_position, results[0]->first_position);
+      EXPECT_EQ(r->last_stream_version, 2u);
+    }
+    EXPECT_EQ(written, 1) << stream;
+    EXPECT_THAT(*store_->ReadStream(stream), SizeIs(2));
+  }
+  EXPECT_THAT(All(), SizeIs(2 * kRounds));
+}
+
 TEST_P(StoreBackendTest, CloseRefusesAppendsAndKeepsReads) {
   AppendOk("s", ExpectedVersion::kAny, {{.type = "t"}});
   EXPECT_TRUE(store_->Close().ok());
@@ -377,9 +420,10 @@ TEST_P(StoreBackendTest, CloseRefusesAppendsAndKeepsReads) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreBackendTest,
-                         ::testing::Values(Backend::kEmbedded, Backend::kPostgres),
+                         ::testing::Values(Backend::kEmbedded, Backend::kPostgres,
+                                           Backend::kPostgresTwoWriters),
                          [](const ::testing::TestParamInfo<Backend>& p) {
-                           return p.param == Backend::kEmbedded ? "Embedded" : "Postgres";
+                           return std::string(NameOf(p.param));
                          });
 
 }  // namespace

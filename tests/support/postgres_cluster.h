@@ -35,7 +35,8 @@ class PostgresCluster {
   ~PostgresCluster() { Stop(); }
 
   // Creates and starts the cluster. Empty on success, else what failed (with the server's log).
-  std::string Start() {
+  // `durable`: fsync on (benchmarks); the tests' default is off.
+  std::string Start(bool durable = false) {
     char tmpl[] = "/tmp/pgtest-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
     dir_ = tmpl;
@@ -59,7 +60,8 @@ class PostgresCluster {
     }
     if (Run(prefix + bin + "/pg_ctl -D " + dir_ + "/data -l " + dir_ +
                 "/server.log -w -t 60 -o \"-p " + std::to_string(port_) + " -k " + dir_ +
-                " -c listen_addresses='' -c fsync=off\" start",
+                " -c listen_addresses='' -c max_connections=200 -c fsync=" +
+                (durable ? "on" : "off") + "\" start",
             &out) != 0) {
       return "pg_ctl start failed: " + out + "\nserver.log:\n" + ReadLog();
     }
