@@ -335,7 +335,8 @@ int main(int argc, char** argv) {
   EventStore* embedded = nullptr;  // the embedded store's own API (projections, recovery)
   if (!pg_url.empty()) {
 #ifdef EVENTSTORE_WITH_POSTGRES
-    auto opened = metrics::store::PostgresEventStore::Open({.conninfo = pg_url});
+    auto opened = metrics::store::PostgresEventStore::Open(
+        {.conninfo = pg_url, .registry = with_metrics ? &registry : nullptr});
     if (!opened.ok()) {
       // The URL may hold a password: name the error only.
       std::fprintf(stderr, "eventstore-server: cannot open the --pg-url store: %s\n",
@@ -396,7 +397,8 @@ int main(int argc, char** argv) {
       }
     }
   } else {
-    poller = std::make_unique<eventstore::ProjectionPoller>(*store, std::move(projections));
+    poller = std::make_unique<eventstore::ProjectionPoller>(*store, std::move(projections),
+                                                            with_metrics ? &registry : nullptr);
     poller->Start();
   }
 

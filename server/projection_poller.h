@@ -3,7 +3,8 @@
 // projection in position order. The embedded store keeps its projector (EventStore::AddProjection,
 // with retries and projection_* metrics); this is the plain version for --pg-url: no retries (a
 // failed event is skipped for that projection and logged, the first 10 a line each, then counted
-// in a summary line on Stop), no metrics, lag up to one poll interval.
+// in a summary line on Stop), lag up to one poll interval. With a registry it keeps the same
+// projection_updates_total, projection_errors_total and projection_lag_seconds series.
 //
 // Threads: Start() runs one polling thread; Stop() joins it. Projections are applied on that
 // thread only, so they need no more thread safety than their readers ask for.
@@ -12,13 +13,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "engine/registry.h"
 #include "store/event_backend.h"
 #include "store/event_store.h"
+#include "store/internal/store_metrics.h"
 
 namespace eventstore {
 
@@ -26,9 +30,10 @@ class ProjectionPoller {
  public:
   using Projection = std::pair<std::string, metrics::store::ProjectionFn>;
 
+  // `registry` may be null (no metrics); else it must outlive the poller.
   ProjectionPoller(metrics::store::EventBackend& store, std::vector<Projection> projections,
-                   std::chrono::milliseconds interval = std::chrono::milliseconds(100))
-      : store_(store), projections_(std::move(projections)), interval_(interval) {}
+                   metrics::Registry* registry = nullptr,
+                   std::chrono::milliseconds interval = std::chrono::milliseconds(100));
   ~ProjectionPoller() { Stop(); }
   ProjectionPoller(const ProjectionPoller&) = delete;
   ProjectionPoller& operator=(const ProjectionPoller&) = delete;
@@ -47,7 +52,9 @@ class ProjectionPoller {
   const std::chrono::milliseconds interval_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> applied_{0};
-  uint64_t errors_ = 0;  // poller thread, then Stop()
+  uint64_t errors_ = 0;                                              // poller thread, then Stop()
+  std::unique_ptr<metrics::store::internal::StoreMetrics> metrics_;  // null: no registry
+  std::vector<metrics::store::internal::StoreMetrics::ProjectionHandles> handles_;  // [projection]
   std::thread thread_;
 };
 

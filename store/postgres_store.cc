@@ -19,7 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "store/internal/append_validation.h"
+#include "store/internal/pg_metrics.h"
 #include "store/internal/pg_pool.h"
+#include "store/internal/store_metrics.h"
 
 namespace metrics::store {
 namespace {
@@ -310,8 +312,14 @@ struct PgRequest {
 // Each writer thread owns its connection (writer_conns_[w]); the pool serves everything else.
 class PostgresEventStore::Impl {
  public:
-  explicit Impl(const PostgresOptions& o)
-      : options_(o), pool_(o.conninfo, o.pool_size, [](PGconn* c) { return Prepare(c); }) {}
+  // The metrics may be null (no registry).
+  Impl(const PostgresOptions& o, std::unique_ptr<internal::StoreMetrics> metrics,
+       std::unique_ptr<internal::PgMetrics> pg_metrics)
+      : options_(o),
+        metrics_(std::move(metrics)),
+        pg_metrics_(std::move(pg_metrics)),
+        pool_(
+            o.conninfo, o.pool_size, [](PGconn* c) { return Prepare(c); }, pg_metrics_.get()) {}
   ~Impl() { (void)Close(); }
 
   absl::Status Open();
@@ -325,7 +333,14 @@ class PostgresEventStore::Impl {
     return health_;
   }
 
+  // Every error PostgreSQL or libpq reported, retried or not (pg_errors_total).
+  void CountError(const absl::Status& s) const {
+    if (!s.ok() && pg_metrics_ != nullptr) pg_metrics_->CountError(s);
+  }
+
   const PostgresOptions options_;
+  const std::unique_ptr<internal::StoreMetrics> metrics_;
+  const std::unique_ptr<internal::PgMetrics> pg_metrics_;
   mutable internal::PgPool pool_;
 
  private:
@@ -343,6 +358,11 @@ class PostgresEventStore::Impl {
   bool Duplicate(PgRequest* r, const std::unordered_map<std::string, StoredAt>& ids);
 
   std::vector<internal::PgConnPtr> writer_conns_;  // [w]: writer thread w only (after Open)
+  // The metrics' writer-side state: several writers take turns.
+  static constexpr std::chrono::seconds kSizeEvery{5};
+  std::mutex metrics_mu_;
+  std::chrono::steady_clock::time_point next_size_read_;  // guarded by metrics_mu_
+  uint64_t last_size_ = 0;                                // guarded by metrics_mu_
   std::vector<std::thread> writers_;
 
   mutable std::mutex mu_;
@@ -365,6 +385,10 @@ absl::Status PostgresEventStore::Impl::Open() {
     auto c = pool_.Connect();
     if (!c.ok()) return c.status();
     conn = *std::move(c);
+  }
+  if (metrics_ != nullptr) {
+    auto size = Query("size", PgParams());
+    if (size.ok()) metrics_->SetSize(static_cast<uint64_t>(internal::GetInt8(size->get(), 0, 0)));
   }
   for (size_t w = 0; w < options_.writers; ++w) writers_.emplace_back([this, w] { Loop(w); });
   return absl::OkStatus();
@@ -448,6 +472,17 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
                                               {.name = "last"},
                                               {.name = "versions", .params = &versions_params}};
   if (ids_params) open.push_back({.name = "ids", .params = &*ids_params});
+  // event_store_size_bytes: the table's size, read along with the batch now and then.
+  bool read_size = false;
+  if (metrics_ != nullptr) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(metrics_mu_);
+    if (now >= next_size_read_) {
+      next_size_read_ = now + kSizeEvery;
+      read_size = true;
+      open.push_back({.name = "size"});
+    }
+  }
   // An idle connection's death (server restart, idle timeout) shows only when it is used: if the
   // first round trip finds it dead, nothing was stored, so connect again and retry once.
   internal::PipelineResult opened;
@@ -455,10 +490,14 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
     if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
       conn.reset();
       auto c = pool_.Connect();
-      if (!c.ok()) return fail_all(c.status());
+      if (!c.ok()) {
+        CountError(c.status());
+        return fail_all(c.status());
+      }
       conn = *std::move(c);
     }
     opened = internal::RunPipeline(conn.get(), open);
+    CountError(opened.status);
     if (opened.status.ok() || PQstatus(conn.get()) == CONNECTION_OK) break;
   }
   PGconn* c = conn.get();
@@ -505,6 +544,7 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
   if (rows.count() > 0) close.push_back({.name = "insert", .params = &insert_params});
   close.push_back({.sql = "COMMIT"});
   internal::PipelineResult committed = internal::RunPipeline(c, close);
+  CountError(committed.status);
   if (!committed.status.ok()) {
     if (PQstatus(c) != CONNECTION_OK) {
       // COMMIT may have been sent, and run, before the connection failed.
@@ -518,6 +558,23 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
   // COMMIT can also report a rollback as a success with another command tag.
   if (std::string_view(PQcmdStatus(committed.results.back().get())) != "COMMIT") {
     return abandon(absl::AbortedError("postgresql: the append transaction was rolled back"));
+  }
+  if (metrics_ != nullptr) {
+    std::lock_guard lk(metrics_mu_);  // StoreMetrics' calls are for one thread at a time
+    if (read_size) {
+      last_size_ = static_cast<uint64_t>(internal::GetInt8(opened.results.back().get(), 0, 0));
+    }
+    const int64_t end_ns = internal::StoreMetrics::Now();
+    uint64_t payload = 0;
+    for (const PgRequest* r : batch) {
+      if (!r->status.ok() || r->result.duplicate) continue;
+      for (const NewEvent& e : *r->events) {
+        metrics_->CountEvent(e.type);
+        payload += e.payload.size();
+      }
+      metrics_->Released(end_ns, r->accept_ns, r->result.first_position);
+    }
+    metrics_->BatchStored(payload, last_size_);
   }
   std::lock_guard lk(mu_);
   health_ = absl::OkStatus();
@@ -619,10 +676,11 @@ absl::StatusOr<PgResult> PostgresEventStore::Impl::Query(const char* name,
   absl::Status s;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto lease = pool_.Acquire();
-    if (!lease.ok()) return lease.status();
+    if (!lease.ok()) return lease.status();  // counted by the pool
     PgResult r = ExecPrepared(lease->get(), name, params);
     s = PgStatus(lease->get(), r.get(), name);
     if (s.ok()) return r;
+    CountError(s);
     if (PQstatus(lease->get()) == CONNECTION_OK) break;
     pool_.DropIdle();
   }
@@ -645,7 +703,17 @@ absl::StatusOr<std::unique_ptr<PostgresEventStore>> PostgresEventStore::Open(
   if (options.max_stream_bytes == 0 || options.max_type_bytes == 0) {
     return absl::InvalidArgumentError("max_stream_bytes and max_type_bytes must be > 0");
   }
-  auto impl = std::make_unique<Impl>(options);
+  std::unique_ptr<internal::StoreMetrics> metrics;
+  std::unique_ptr<internal::PgMetrics> pg_metrics;
+  if (options.registry != nullptr) {
+    auto m = internal::StoreMetrics::Create(*options.registry, options.max_event_types);
+    if (!m.ok()) return m.status();
+    metrics = *std::move(m);
+    auto pm = internal::PgMetrics::Create(*options.registry);
+    if (!pm.ok()) return pm.status();
+    pg_metrics = *std::move(pm);
+  }
+  auto impl = std::make_unique<Impl>(options, std::move(metrics), std::move(pg_metrics));
   if (absl::Status s = impl->Open(); !s.ok()) return s;
   return std::unique_ptr<PostgresEventStore>(new PostgresEventStore(std::move(impl)));
 }

@@ -30,7 +30,8 @@
 // Reads and the rest use a pool of connections (pool_size) with prepared statements; they see
 // committed events only. Errors: Unavailable when PostgreSQL cannot be reached.
 //
-// Threads: every method is thread-safe. Not here (yet): projections, metrics, LISTEN/NOTIFY.
+// Threads: every method is thread-safe. Not here (yet): projections (the server polls),
+// LISTEN/NOTIFY.
 #pragma once
 
 #include <cstddef>
@@ -43,6 +44,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "store/event_backend.h"
+
+namespace metrics {
+class Registry;
+}  // namespace metrics
 
 namespace metrics::store {
 
@@ -59,6 +64,12 @@ struct PostgresOptions {
   // twice as large: 19.4k against 13.8k single-event appends/s from 16 appenders, bench/
   // backend_bench).
   size_t writers = 1;
+  // Where the store's metric set (store/README.md; event_store_size_bytes is the table's size,
+  // read every 5 s along with a batch) and the backend's own (store/internal/pg_metrics.h:
+  // pg_pool_connections, pg_pool_wait_seconds, pg_errors_total) are registered; null: none.
+  Registry* registry = nullptr;
+  // Cap of distinct event types in events_stored_total (as StoreOptions::max_event_types).
+  size_t max_event_types = 1000;
   // The embedded store's limits (StoreOptions), checked by Append() the same way.
   size_t max_stream_bytes = 256;
   size_t max_type_bytes = 128;

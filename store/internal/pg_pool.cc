@@ -2,6 +2,7 @@
 
 #include <endian.h>
 
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -136,10 +137,15 @@ std::string GetBytes(const PGresult* r, int row, int col) {
   return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
 }
 
-PgPool::PgPool(std::string conninfo, size_t max, OnConnect on_connect)
+PgPool::PgPool(std::string conninfo, size_t max, OnConnect on_connect, PgMetrics* metrics)
     : conninfo_(std::move(conninfo)),
       max_(max == 0 ? 1 : max),
-      on_connect_(std::move(on_connect)) {}
+      on_connect_(std::move(on_connect)),
+      metrics_(metrics) {}
+
+void PgPool::Publish() {
+  if (metrics_ != nullptr) metrics_->SetConnections(idle_.size(), open_ - idle_.size());
+}
 
 PgPool::~PgPool() = default;
 
@@ -163,20 +169,34 @@ absl::StatusOr<PgConnPtr> PgPool::Connect() const {
 }
 
 absl::StatusOr<PgPool::Lease> PgPool::Acquire() {
+  const auto start = std::chrono::steady_clock::now();
+  auto waited = [&] {
+    if (metrics_ != nullptr) {
+      metrics_->Waited(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  };
   {
     std::unique_lock lk(mu_);
     cv_.wait(lk, [&] { return !idle_.empty() || open_ < max_; });
     if (!idle_.empty()) {
       PgConnPtr c = std::move(idle_.back());
       idle_.pop_back();
+      Publish();
+      lk.unlock();
+      waited();
       return Lease(this, std::move(c));
     }
     ++open_;  // a slot for the connection made below, outside the lock
+    Publish();
   }
   absl::StatusOr<PgConnPtr> c = Connect();
+  waited();
   if (!c.ok()) {
+    if (metrics_ != nullptr) metrics_->CountError(c.status());
     std::lock_guard lk(mu_);
     --open_;
+    Publish();
     cv_.notify_one();
     return c.status();
   }
@@ -187,6 +207,7 @@ void PgPool::DropIdle() {
   std::lock_guard lk(mu_);
   open_ -= idle_.size();
   idle_.clear();
+  Publish();
   cv_.notify_all();
 }
 
@@ -198,6 +219,7 @@ void PgPool::Return(PgConnPtr conn) {
   } else {
     --open_;  // dropped (conn's deleter closes it)
   }
+  Publish();
   cv_.notify_one();
 }
 

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "store/internal/pg_metrics.h"
 
 namespace metrics::store::internal {
 
@@ -99,8 +100,8 @@ class PgPool {
   // Prepares statements on each new connection; an error fails the connection.
   using OnConnect = std::function<absl::Status(PGconn*)>;
 
-  // Connects lazily, up to `max` connections.
-  PgPool(std::string conninfo, size_t max, OnConnect on_connect);
+  // Connects lazily, up to `max` connections. `metrics` (may be null) must outlive the pool.
+  PgPool(std::string conninfo, size_t max, OnConnect on_connect, PgMetrics* metrics = nullptr);
   ~PgPool();
   PgPool(const PgPool&) = delete;
   PgPool& operator=(const PgPool&) = delete;
@@ -134,10 +135,12 @@ class PgPool {
 
  private:
   void Return(PgConnPtr conn);
+  void Publish();  // requires mu_
 
   const std::string conninfo_;
   const size_t max_;
   const OnConnect on_connect_;
+  PgMetrics* const metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<PgConnPtr> idle_;  // guarded by mu_

@@ -41,11 +41,6 @@ json Events(httplib::Client& c, const std::string& stream) {
   return json::parse(r->body)["events"];
 }
 
-double MetricValue(const std::string& scrape, const std::string& prefix) {
-  size_t p = scrape.find("\n" + prefix + " ");
-  return p == std::string::npos ? -1 : std::stod(scrape.substr(p + prefix.size() + 2));
-}
-
 TEST(SchedulerProcessTest, ApiAndDeliveryWithinASecondUnderDemoLoad) {
   const std::string dir = TempDir("sched-api");
   EventStoreServer s(EVENTSTORE_SERVER, dir + "/data", {"--demo-rate", "200"});

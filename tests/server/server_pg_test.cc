@@ -2,6 +2,7 @@
 // with the embedded store, two server processes share one store (the advisory lock keeps global
 // positions dense and in commit order across them), projections follow by polling, and a
 // PostgreSQL restart costs no failed request.
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <string>
@@ -18,6 +19,7 @@ using metrics::test_support::Child;
 using metrics::test_support::Eventually;
 using metrics::test_support::FreePort;
 using metrics::test_support::GetJson;
+using metrics::test_support::MetricValue;
 using metrics::test_support::PostgresCluster;
 using metrics::test_support::ReadFile;
 using metrics::test_support::TempDir;
@@ -135,6 +137,30 @@ TEST_F(ServerPgTest, ApiTwoProcessesAndARestart) {
   EXPECT_EQ(all["last_position"], total + 1);
   EXPECT_TRUE(a.Healthy());
   EXPECT_TRUE(b.Healthy());
+
+  // The metric set keeps its names; each process counts what it stored.
+  auto scrape = [](const Server& s) {
+    httplib::Client c("127.0.0.1", s.port);
+    auto r = c.Get("/metrics");
+    return r && r->status == 200 ? "\n" + r->body : std::string();
+  };
+  const std::string ma = scrape(a), mb = scrape(b);
+  ASSERT_FALSE(ma.empty());
+  ASSERT_FALSE(mb.empty());
+  EXPECT_EQ(MetricValue(ma, "events_stored_total{event_type=\"load\"}") +
+                MetricValue(mb, "events_stored_total{event_type=\"load\"}"),
+            4 * kPerThread);
+  EXPECT_GT(MetricValue(ma, "event_processing_duration_seconds_count"), 0);
+  EXPECT_GT(MetricValue(ma, "event_store_size_bytes"), 0);
+  EXPECT_GE(MetricValue(ma, "projection_updates_total{projection=\"teams\"}"), total);
+  EXPECT_GE(MetricValue(ma, "projection_lag_seconds{projection=\"teams\"}"), 0);
+  EXPECT_GE(MetricValue(ma, "pg_pool_connections{state=\"idle\"}"), 0);
+  EXPECT_GE(MetricValue(ma, "pg_pool_wait_seconds_count"), 1);
+  // The restart killed a's connections: counted, under 57 (admin shutdown) or "connection".
+  EXPECT_GE(std::max(MetricValue(ma, "pg_errors_total{class=\"57\"}"),
+                     MetricValue(ma, "pg_errors_total{class=\"connection\"}")),
+            1)
+      << ma;
 }
 
 }  // namespace

@@ -115,11 +115,6 @@ uint64_t Append(httplib::Client& c, const std::string& stream, const std::string
   return r ? json::parse(r->body)["first_position"].get<uint64_t>() : 0;
 }
 
-double MetricValue(const std::string& scrape, const std::string& prefix) {
-  size_t p = scrape.find("\n" + prefix + " ");
-  return p == std::string::npos ? -1 : std::stod(scrape.substr(p + prefix.size() + 2));
-}
-
 TEST(WebhooksProcessTest, OrderFiltersAndSignature) {
   Receiver rx;
   const std::string dir = TempDir("webhooks-order");

@@ -3,6 +3,7 @@
 // first PostgreSQL test; stopped and removed by a gtest Environment at exit). Label
 // "integration": it runs a database server.
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -16,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "store/event_backend.h"
 #include "store/event_store.h"
+#include "store/internal/pg_metrics.h"
 #include "store/postgres_store.h"
 #include "tests/store/store_test_util.h"
 #include "tests/support/postgres_cluster.h"
@@ -417,6 +419,58 @@ TEST_P(StoreBackendTest, CloseRefusesAppendsAndKeepsReads) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
   EXPECT_THAT(All(), SizeIs(1));
   EXPECT_EQ(store_->LastPosition(), 1u);
+}
+
+// PostgreSQL only: the store's metric set keeps its names, and the backend adds its pool's and
+// errors' metrics.
+TEST(PostgresMetricsTest, StoreMetricSetPoolAndErrors) {
+  std::string why;
+  PostgresCluster* cluster = pg_env->Cluster(&why);
+  if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
+  ASSERT_NE(cluster, nullptr) << why;
+  ASSERT_EQ(cluster->CreateDatabase("metrics_test"), "");
+  Registry registry;
+  auto store = PostgresEventStore::Open(
+      {.conninfo = cluster->ConnInfo("metrics_test"), .pool_size = 2, .registry = &registry});
+  ASSERT_TRUE(store.ok()) << store.status();
+  using testing_util::HistogramCount;
+  using testing_util::Value;
+  EXPECT_GT(Value(registry, "event_store_size_bytes"), 0);  // the empty table's pages
+  ASSERT_TRUE((*store)
+                  ->Append("s", ExpectedVersion::kAny,
+                           {{.type = "a", .payload = "12345"}, {.type = "b", .payload = "1"}})
+                  .ok());
+  ASSERT_TRUE((*store)->Append("s", ExpectedVersion::kAny, {{.type = "a", .payload = "1"}}).ok());
+  // A conflict stores nothing and is not an error of the database.
+  EXPECT_FALSE((*store)->Append("s", ExpectedVersion::kNoStream, {{.type = "a"}}).ok());
+  EXPECT_EQ(Value(registry, "events_stored_total", {"a"}), 2);
+  EXPECT_EQ(Value(registry, "events_stored_total", {"b"}), 1);
+  EXPECT_EQ(Value(registry, "events_stored_bytes_total"), 7);
+  EXPECT_EQ(HistogramCount(registry, "event_processing_duration_seconds"), 2);
+  ASSERT_TRUE((*store)->ReadAll().ok());
+  EXPECT_EQ(Value(registry, "pg_pool_connections", {"idle"}), 1);
+  EXPECT_EQ(Value(registry, "pg_pool_connections", {"in_use"}), 0);
+  EXPECT_GE(HistogramCount(registry, "pg_pool_wait_seconds"), 1);
+  EXPECT_TRUE(std::isnan(Value(registry, "pg_errors_total", {"08"})));
+  // A restart drops every connection: the append and the read each find theirs dead and retry
+  // once on a new one; the errors are counted all the same, under the class PostgreSQL gave
+  // (57P01 admin shutdown) or "connection".
+  ASSERT_EQ(cluster->Restart(), "");
+  (void)(*store)->Append("s", ExpectedVersion::kAny, {{.type = "a"}});
+  ASSERT_TRUE((*store)->ReadAll().ok());  // reads retry once on a new connection
+  const Snapshot snap = registry.Collect();
+  const FamilySnapshot* errors = testing_util::FindFamily(snap, "pg_errors_total");
+  ASSERT_NE(errors, nullptr);
+  double total = 0;
+  for (const SeriesSample& x : errors->samples) {
+    EXPECT_THAT((*x.label_values)[0], ::testing::AnyOf("57", "08", "connection"));
+    total += x.Total();
+  }
+  EXPECT_GE(total, 1);
+  EXPECT_EQ(internal::PgMetrics::ErrorClass("postgresql: insert: SQLSTATE 23505: duplicate key"),
+            "23");
+  EXPECT_EQ(internal::PgMetrics::ErrorClass("postgresql: cannot connect: no such file"),
+            "connection");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreBackendTest,

@@ -129,6 +129,13 @@ inline nlohmann::json GetJson(int port, const std::string& path) {
   return j.is_discarded() ? nullptr : j;
 }
 
+// The value of the first sample line of a text exposition that starts with `series` (name and
+// labels as written, e.g. `x_total{a="b"}`) and a space; -1 when there is none.
+inline double MetricValue(const std::string& scrape, const std::string& series) {
+  const size_t p = scrape.find("\n" + series + " ");
+  return p == std::string::npos ? -1 : std::stod(scrape.substr(p + series.size() + 2));
+}
+
 // A peer binary (Prometheus, Pushgateway) run as a child listening on a free loopback port, with a
 // scratch directory for its files and its log, removed when the peer is.
 class LoopbackPeer {
