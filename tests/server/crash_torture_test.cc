@@ -2,7 +2,8 @@
 // server SIGKILLed at a random moment, restarted on the same data, again and again. In the end
 // every acknowledged event is present exactly once, in order per stream, no event appears that
 // was never sent, and the teams projection rebuilt from the log holds everything it served before
-// each kill. Rounds: 20, or CRASH_TORTURE_ROUNDS.
+// each kill. Rounds: 20 (10 over PostgreSQL), or CRASH_TORTURE_ROUNDS. Over the embedded store,
+// and over PostgreSQL (--pg-url) where libpq and the server binaries are there.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -20,6 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/peers.h"
+#ifdef EVENTSTORE_TEST_POSTGRES
+#include "tests/support/postgres_cluster.h"
+#endif
 
 namespace {
 
@@ -113,21 +117,21 @@ std::vector<json> ReadStream(int port, const std::string& stream) {
   return out;
 }
 
-TEST(CrashTortureTest, AcknowledgedEventsSurviveRandomKillsExactlyOnceAndInOrder) {
-  const char* env = std::getenv("CRASH_TORTURE_ROUNDS");
-  const int rounds = env != nullptr ? std::atoi(env) : 20;
+// `extra`: the server's store arguments (none: the embedded store in `dir`).
+void Torture(int rounds, const std::string& dir, const std::vector<std::string>& extra) {
   const unsigned seed = static_cast<unsigned>(
       std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffffff);
   std::mt19937 rng(seed);
   SCOPED_TRACE("seed " + std::to_string(seed));
-  const std::string dir = TempDir("crash-torture");
   std::vector<Client> clients(kClients);
   for (int k = 0; k < kClients; ++k) clients[k].k = k;
   std::map<std::string, json> served_teams;  // what the projection served before the kills
 
   for (int round = 0; round < rounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
-    EventStoreServer server(EVENTSTORE_SERVER, dir, {"--http-threads", "8"});
+    std::vector<std::string> args = extra;
+    args.insert(args.end(), {"--http-threads", "8"});
+    EventStoreServer server(EVENTSTORE_SERVER, dir, args);
     ASSERT_GT(server.port(), 0) << "the server did not come back after a kill";
     // The projection rebuilt from the log holds at least what it served before the last kill.
     {
@@ -168,7 +172,7 @@ TEST(CrashTortureTest, AcknowledgedEventsSurviveRandomKillsExactlyOnceAndInOrder
   }
 
   // A last restart: settle every request still in doubt (same ids), then check the streams.
-  EventStoreServer server(EVENTSTORE_SERVER, dir);
+  EventStoreServer server(EVENTSTORE_SERVER, dir, extra);
   ASSERT_GT(server.port(), 0);
   size_t total = 0;
   for (Client& c : clients) {
@@ -194,8 +198,34 @@ TEST(CrashTortureTest, AcknowledgedEventsSurviveRandomKillsExactlyOnceAndInOrder
     total += ids.size();
   }
   EXPECT_GT(total, static_cast<size_t>(rounds));  // the rounds did real work
-  std::printf("crash torture: %d rounds, %zu events acknowledged and found exactly once\n", rounds,
-              total);
+  std::printf("crash torture%s: %d rounds, %zu events acknowledged and found exactly once\n",
+              extra.empty() ? "" : " (PostgreSQL)", rounds, total);
 }
+
+int Rounds(int otherwise) {
+  const char* env = std::getenv("CRASH_TORTURE_ROUNDS");
+  return env != nullptr ? std::atoi(env) : otherwise;
+}
+
+TEST(CrashTortureTest, AcknowledgedEventsSurviveRandomKillsExactlyOnceAndInOrder) {
+  Torture(Rounds(20), TempDir("crash-torture"), {});
+}
+
+#ifdef EVENTSTORE_TEST_POSTGRES
+// The same over --pg-url: the server is killed, the database is not. Nothing it acknowledged is
+// lost (a COMMIT answered before the 2xx), a request in doubt is settled by its retry's event ids,
+// and the projections polled from the table come back with everything they served.
+TEST(CrashTortureTest, OverPostgresAcknowledgedEventsSurviveRandomKills) {
+  using metrics::test_support::PostgresCluster;
+  if (!PostgresCluster::Installed()) {
+    GTEST_SKIP() << "PostgreSQL 15 binaries not found in " << PostgresCluster::kBinDir;
+  }
+  PostgresCluster cluster;
+  const std::string err = cluster.Start();
+  ASSERT_EQ(err, "");
+  ASSERT_EQ(cluster.CreateDatabase("torture"), "");
+  Torture(Rounds(10), TempDir("crash-torture-pg"), {"--pg-url", cluster.ConnInfo("torture")});
+}
+#endif
 
 }  // namespace
