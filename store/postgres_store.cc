@@ -170,7 +170,7 @@ absl::Status Migrate(PGconn* c) {
     }
     return run("COMMIT", "commit migration");
   }();
-  if (!s.ok()) PgResult(internal::Exec(c, "ROLLBACK"));
+  if (!s.ok()) internal::Exec(c, "ROLLBACK");
   return s;
 }
 
@@ -504,7 +504,7 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
   // After a failure: roll back, and give up a connection left in an unknown state.
   auto abandon = [&](const absl::Status& s) {
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_INERROR) {
-      PgResult(internal::Exec(c, "ROLLBACK"));
+      internal::Exec(c, "ROLLBACK");
     }
     if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE ||
         PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
