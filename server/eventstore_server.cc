@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -119,6 +120,10 @@ ABSL_FLAG(std::string, pg_url, "",
           "(postgresql://user@host:5432/db) or key=value string. The schema is created or "
           "migrated at start. Projections then follow the store by polling (100 ms), and the "
           "store's own metrics (events_stored_total, ...) are not there yet.");
+ABSL_FLAG(std::string, import_from, "",
+          "With --pg-url: copy the embedded store in this data directory into the database (the "
+          "events as they are: positions, versions, ids, timestamps), then exit. Resumes an "
+          "import that stopped. Stop the server using that directory first.");
 ABSL_FLAG(ListenAddress, listen, (ListenAddress{"127.0.0.1", 8080}),
           "HOST:PORT of the API (port 0: any free port, printed as 'listening PORT').");
 ABSL_FLAG(ListenAddress, metrics_listen, ListenAddress{},
@@ -260,6 +265,44 @@ void Start(Listener& l, const ListenAddress& at, const char* what) {
 
 }  // namespace
 
+#ifdef EVENTSTORE_WITH_POSTGRES
+// --import-from: the embedded store in `data_dir` copied into `pg`; the process's exit code.
+int ImportInto(metrics::store::PostgresEventStore& pg, const std::string& data_dir) {
+  if (!std::filesystem::is_directory(data_dir)) {
+    std::fprintf(stderr, "eventstore-server: --import-from %s: no such directory\n",
+                 data_dir.c_str());
+    return 1;
+  }
+  auto source = EventStore::Open({.data_dir = data_dir, .fsync = FsyncPolicy::kNever});
+  if (!source.ok()) {
+    std::fprintf(stderr, "eventstore-server: cannot open %s: %s\n", data_dir.c_str(),
+                 std::string(source.status().message()).c_str());
+    return 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t reported = 0;
+  auto copied = pg.ImportFrom(**source, [&](uint64_t through, uint64_t total) {
+    if (through - reported >= 100000 || through == total) {
+      std::fprintf(stderr, "eventstore-server: imported through position %llu of %llu\n",
+                   static_cast<unsigned long long>(through),
+                   static_cast<unsigned long long>(total));
+      reported = through;
+    }
+  });
+  if (!copied.ok()) {
+    std::fprintf(stderr, "eventstore-server: import failed: %s\n",
+                 std::string(copied.status().message()).c_str());
+    return 1;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("imported %llu events from %s in %.1f s; the database now ends at position %llu\n",
+              static_cast<unsigned long long>(*copied), data_dir.c_str(), seconds,
+              static_cast<unsigned long long>(pg.LastPosition()));
+  return 0;
+}
+#endif
+
 int main(int argc, char** argv) {
   // --help lists this file's flags (absl matches files to the program name, which has a dash).
   auto ours = [](absl::string_view file) { return absl::StrContains(file, "eventstore_server"); };
@@ -333,6 +376,9 @@ int main(int argc, char** argv) {
   const std::string pg_url = absl::GetFlag(FLAGS_pg_url);
   std::unique_ptr<EventBackend> store;
   EventStore* embedded = nullptr;  // the embedded store's own API (projections, recovery)
+  if (!absl::GetFlag(FLAGS_import_from).empty() && pg_url.empty()) {
+    Die("--import-from copies into the database of --pg-url: give both");
+  }
   if (!pg_url.empty()) {
 #ifdef EVENTSTORE_WITH_POSTGRES
     auto opened = metrics::store::PostgresEventStore::Open(
@@ -343,6 +389,8 @@ int main(int argc, char** argv) {
                    std::string(opened.status().message()).c_str());
       return 1;
     }
+    const std::string import_from = absl::GetFlag(FLAGS_import_from);
+    if (!import_from.empty()) return ImportInto(**opened, import_from);
     store = *std::move(opened);
     std::fprintf(stderr, "eventstore-server: opened PostgreSQL store at position %llu\n",
                  static_cast<unsigned long long>(store->LastPosition()));

@@ -206,7 +206,6 @@ std::vector<Event> EventsOf(const PGresult* r) {
   return out;
 }
 
-// One Append() on its way to the writer thread and back.
 // Where a stored (or staged) event with an id sits.
 struct StoredAt {
   uint64_t version, position;
@@ -295,6 +294,7 @@ class ColumnArrays {
   size_t count_ = 0;
 };
 
+// One Append() on its way to the writer thread and back.
 struct PgRequest {
   std::string_view stream;
   ExpectedVersion expected = ExpectedVersion::kAny;
@@ -327,6 +327,7 @@ class PostgresEventStore::Impl {
   absl::StatusOr<AppendResult> Append(std::string_view stream, ExpectedVersion expected,
                                       const std::vector<NewEvent>& events);
   absl::StatusOr<PgResult> Query(const char* name, const PgParams& params) const;
+  absl::Status Import(const std::vector<Event>& events);
   absl::Status Health() const {
     std::lock_guard lk(mu_);
     if (closing_) return absl::UnavailableError("the event store is closed");
@@ -669,6 +670,84 @@ bool PostgresEventStore::Impl::Duplicate(PgRequest* r,
   return false;
 }
 
+absl::Status PostgresEventStore::Impl::Import(const std::vector<Event>& events) {
+  if (events.empty()) return absl::OkStatus();
+  for (const Event& e : events) {
+    if (absl::Status s = internal::ValidateAppend(
+            e.stream, {NewEvent{.type = e.type, .payload = e.payload, .id = e.id}},
+            {.max_stream_bytes = options_.max_stream_bytes,
+             .max_type_bytes = options_.max_type_bytes,
+             .max_payload_bytes = options_.max_payload_bytes},
+            nullptr);
+        !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event at position ", e.position, ": ", s.message()));
+    }
+  }
+  auto lease = pool_.Acquire();
+  if (!lease.ok()) return lease.status();
+  PGconn* c = lease->get();
+  std::vector<std::string_view> streams;
+  for (const Event& e : events) streams.push_back(e.stream);
+  const PgParams versions_params = std::move(PgParams().Text(ArrayLiteral(streams)));
+  // The append lock, as a writer takes it: imports and appends take turns.
+  internal::PipelineResult opened =
+      internal::RunPipeline(c, {{.sql = "BEGIN"},
+                                {.name = "lock"},
+                                {.name = "last"},
+                                {.name = "versions", .params = &versions_params}});
+  CountError(opened.status);
+  auto rollback = [c] {
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
+      internal::Exec(c, "ROLLBACK");
+    }
+  };
+  if (!opened.status.ok()) {
+    rollback();
+    return opened.status;
+  }
+  uint64_t next = 1;
+  int64_t last_ts = 0;
+  if (const PGresult* last = opened.results[2].get(); PQntuples(last) == 1) {
+    next = static_cast<uint64_t>(internal::GetInt8(last, 0, 0)) + 1;
+    last_ts = internal::GetInt8(last, 0, 1);
+  }
+  std::unordered_map<std::string, uint64_t> versions;
+  const PGresult* v = opened.results[3].get();
+  for (int i = 0; i < PQntuples(v); ++i) {
+    versions[internal::GetBytes(v, i, 0)] = static_cast<uint64_t>(internal::GetInt8(v, i, 1));
+  }
+  // The events must continue the store exactly: what an append would have assigned.
+  ColumnArrays rows;
+  for (const Event& e : events) {
+    uint64_t& version = versions[e.stream];
+    if (e.position != next || e.stream_version != version + 1 || e.timestamp_ns < last_ts) {
+      rollback();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event at position ", e.position, " (stream ", internal::Quote(e.stream), " version ",
+          e.stream_version, ") does not continue the store: expected position ", next, ", version ",
+          version + 1, ", a timestamp not before ", last_ts));
+    }
+    ++next;
+    ++version;
+    last_ts = e.timestamp_ns;
+    rows.Row(static_cast<int64_t>(e.position), e.stream, static_cast<int64_t>(e.stream_version),
+             e.type, e.id, e.payload, e.timestamp_ns);
+  }
+  const PgParams insert_params = rows.Params();
+  internal::PipelineResult committed =
+      internal::RunPipeline(c, {{.name = "insert", .params = &insert_params}, {.sql = "COMMIT"}});
+  CountError(committed.status);
+  if (!committed.status.ok()) {
+    rollback();
+    return committed.status;
+  }
+  if (std::string_view(PQcmdStatus(committed.results.back().get())) != "COMMIT") {
+    return absl::AbortedError("postgresql: the import transaction was rolled back");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PgResult> PostgresEventStore::Impl::Query(const char* name,
                                                          const PgParams& params) const {
   // Reads are idempotent: a pooled connection found dead (server restart) is dropped with every
@@ -777,6 +856,39 @@ uint64_t PostgresEventStore::LastPosition() const {
 uint64_t PostgresEventStore::SizeBytes() const {
   auto r = impl_->Query("size", PgParams());
   return r.ok() ? static_cast<uint64_t>(internal::GetInt8(r->get(), 0, 0)) : 0;
+}
+
+absl::StatusOr<uint64_t> PostgresEventStore::ImportFrom(
+    const EventBackend& source, const std::function<void(uint64_t, uint64_t)>& progress) {
+  constexpr size_t kPage = 1000;
+  const uint64_t total = source.LastPosition();
+  uint64_t have = LastPosition();  // 0 when unreachable too: Import() then says so
+  if (have > total) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database holds ", have, " events, the source only ", total, ": not a copy of it"));
+  }
+  if (have > 0) {  // a resumed import: the last event copied must be the source's
+    auto mine = ReadAll(have, 1);
+    if (!mine.ok()) return mine.status();
+    auto theirs = source.ReadAll(have, 1);
+    if (!theirs.ok()) return theirs.status();
+    if (mine->size() != 1 || theirs->size() != 1 || (*mine)[0] != (*theirs)[0]) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the database's event at position ", have,
+                       " differs from the source's: it holds another store's events"));
+    }
+  }
+  uint64_t copied = 0;
+  while (have < total) {
+    auto page = source.ReadAll(have + 1, kPage);
+    if (!page.ok()) return page.status();
+    if (page->empty()) break;
+    if (absl::Status s = impl_->Import(*page); !s.ok()) return s;
+    have = page->back().position;
+    copied += page->size();
+    if (progress) progress(have, total);
+  }
+  return copied;
 }
 
 absl::Status PostgresEventStore::Close() { return impl_->Close(); }

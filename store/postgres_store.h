@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -109,6 +110,16 @@ class PostgresEventStore final : public EventBackend {
   uint64_t LastPosition() const override;
   // pg_total_relation_size of `messages` (table, indexes, TOAST); 0 when unreachable.
   uint64_t SizeBytes() const override;
+  // Copies every event of `source` that this store lacks, as it is (positions, stream versions,
+  // ids, timestamps), in transactions of 1,000 events under the append lock: for moving a store
+  // here (eventstore-server --import-from). Resumable: a store holding the first k events of
+  // `source` (the k-th is compared) gets the rest. `progress(copied_through, total)` after each
+  // transaction. Returns how many events it copied. Errors: FailedPrecondition (the store holds
+  // other events, or more), InvalidArgument (an event the store's validation refuses), Unavailable.
+  // Appends running at the same time would interleave: import into a store nobody appends to.
+  absl::StatusOr<uint64_t> ImportFrom(
+      const EventBackend& source,
+      const std::function<void(uint64_t copied_through, uint64_t total)>& progress = {});
   // Refuses new appends, commits what is queued, joins the writer. Reads keep working.
   absl::Status Close() override;
 

@@ -240,4 +240,73 @@ TEST_F(ServerPgTest, PostgresRestartUnderLoadEveryRequestToldTheTruth) {
   EXPECT_TRUE(a.Healthy());
 }
 
+// Every event of the store behind `port`, following GET /all's pages.
+json AllEvents(int port) {
+  json out = json::array();
+  for (int from = 1;;) {
+    json page = GetJson(port, "/all?limit=1000&from_position=" + std::to_string(from));
+    if (!page.is_object()) return nullptr;
+    for (const json& e : page["events"]) out.push_back(e);
+    if (page["next_from_position"].is_null()) return out;
+    from = page["next_from_position"].get<int>();
+  }
+}
+
+TEST_F(ServerPgTest, ImportFromADataDirectoryThenServeIt) {
+  const std::string data = dir_ + "/data";
+  json before;
+  {
+    metrics::test_support::EventStoreServer embedded(EVENTSTORE_SERVER, data);
+    ASSERT_GT(embedded.port(), 0);
+    httplib::Client c("127.0.0.1", embedded.port());
+    auto post = [&](const std::string& stream, const json& body) {
+      auto r = c.Post("/streams/" + stream + "/events", body.dump(), "application/json");
+      ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "no answer");
+    };
+    post("team-red", {{"type", "team.registered"},
+                      {"id", "11111111-2222-3333-4444-555555555555"},
+                      {"data", {{"team", "red"}, {"name", "Red"}}}});
+    for (int i = 0; i < 1500; ++i) {
+      post("load-" + std::to_string(i % 5),
+           json::array({{{"type", "load"}, {"data", {{"i", i}}}}, {{"type", "x"}, {"data", i}}}));
+    }
+    before = AllEvents(embedded.port());
+    ASSERT_EQ(before.size(), 3001u);
+  }  // stopped: the directory is free
+  const std::string conninfo = cluster_.ConnInfo("server_pg");
+  auto import = [&] {
+    std::string out;
+    const int rc = metrics::test_support::RunShell(
+        std::string(EVENTSTORE_SERVER) + " --pg-url '" + conninfo + "' --import-from " + data,
+        &out);
+    return std::make_pair(rc, out);
+  };
+  auto [rc, out] = import();
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("imported 3001 events"), std::string::npos) << out;
+  // Again: nothing left to copy.
+  std::tie(rc, out) = import();
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("imported 0 events"), std::string::npos) << out;
+  // Without --pg-url, or from a directory that is not there: a clear refusal.
+  ASSERT_NE(metrics::test_support::RunShell(
+                std::string(EVENTSTORE_SERVER) + " --import-from " + data, &out),
+            0);
+  EXPECT_NE(out.find("give both"), std::string::npos) << out;
+
+  Server pg(conninfo, dir_, "pg");
+  ASSERT_TRUE(Eventually([&] { return pg.Healthy(); }, 20)) << ReadFile(pg.log);
+  EXPECT_EQ(AllEvents(pg.port), before);  // positions, versions, ids, data, timestamps
+  EXPECT_TRUE(Eventually(
+      [&] {
+        json teams = GetJson(pg.port, "/projections/teams");
+        return teams.is_array() && teams.size() == 1 && teams[0]["id"] == "red";
+      },
+      10));
+  auto [st, body] =
+      pg.Post("team-red", {{"type", "team.renamed"}, {"data", 1}}, "?expected_version=1");
+  EXPECT_EQ(st, 201) << body.dump();
+  EXPECT_EQ(body["first_position"], 3002);
+}
+
 }  // namespace

@@ -473,6 +473,73 @@ TEST(PostgresMetricsTest, StoreMetricSetPoolAndErrors) {
             "connection");
 }
 
+// PostgreSQL only: ImportFrom copies an embedded store as it is, resumes, and refuses another
+// store's database.
+TEST(PostgresImportTest, CopiesAnEmbeddedStoreAsItIsAndResumes) {
+  std::string why;
+  PostgresCluster* cluster = pg_env->Cluster(&why);
+  if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
+  ASSERT_NE(cluster, nullptr) << why;
+  ScratchDir dir;
+  auto embedded = EventStore::Open({.data_dir = dir.path(), .fsync = FsyncPolicy::kNever});
+  ASSERT_TRUE(embedded.ok()) << embedded.status();
+  auto fill = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      std::vector<NewEvent> events;
+      for (int k = 0; k < 1 + i % 3; ++k) {
+        events.push_back({.type = absl::StrCat("t", k),
+                          .payload = absl::StrCat(std::string("\0\xff", 2), i, "/", k),
+                          .id = i % 2 == 0 ? Id(i * 4 + k) : ""});
+      }
+      ASSERT_TRUE(
+          (*embedded)->Append(absl::StrCat("s-", i % 7), ExpectedVersion::kAny, events).ok());
+    }
+  };
+  fill(0, 1200);  // 2,400 events: three import transactions
+  ASSERT_EQ(cluster->CreateDatabase("import_test"), "");
+  auto pg = PostgresEventStore::Open({.conninfo = cluster->ConnInfo("import_test")});
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  std::vector<uint64_t> reported;
+  auto copied = (*pg)->ImportFrom(**embedded, [&](uint64_t through, uint64_t total) {
+    reported.push_back(through);
+    EXPECT_EQ(total, 2400u);
+  });
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(*copied, 2400u);
+  EXPECT_THAT(reported, ElementsAre(1000, 2000, 2400));
+  EXPECT_EQ(*(*pg)->ReadAll(), *(*embedded)->ReadAll());  // every field, timestamps included
+
+  // More events at the source: a second run copies only those.
+  fill(1200, 1300);
+  copied = (*pg)->ImportFrom(**embedded);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(*copied, (*embedded)->LastPosition() - 2400);
+  EXPECT_EQ(*(*pg)->ReadAll(), *(*embedded)->ReadAll());
+  // The copy is a store like any other: appends continue its positions, versions and ids.
+  auto dup =
+      (*pg)->Append("s-0", ExpectedVersion::kAny, {{.type = "t0", .payload = "x", .id = Id(0)}});
+  ASSERT_TRUE(dup.ok()) << dup.status();
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->first_position, 1u);
+  auto next = (*pg)->Append("s-0", ExpectedVersion::Exact(*(*embedded)->StreamVersion("s-0")),
+                            {{.type = "after"}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  const uint64_t end = (*embedded)->LastPosition() + 1;
+  EXPECT_EQ(next->first_position, end);
+
+  // A database holding other events is refused, and left as it was.
+  ScratchDir other_dir;
+  auto other = EventStore::Open({.data_dir = other_dir.path(), .fsync = FsyncPolicy::kNever});
+  ASSERT_TRUE(other.ok());
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE((*other)->Append("o", ExpectedVersion::kAny, {{.type = "o"}}).ok());
+  }
+  auto refused = (*pg)->ImportFrom(**other);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("differs"));
+  EXPECT_EQ((*pg)->LastPosition(), end);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreBackendTest,
                          ::testing::Values(Backend::kEmbedded, Backend::kPostgres,
                                            Backend::kPostgresTwoWriters),
