@@ -447,6 +447,14 @@ int main(int argc, char** argv) {
   } else {
     poller = std::make_unique<eventstore::ProjectionPoller>(*store, std::move(projections),
                                                             with_metrics ? &registry : nullptr);
+#ifdef EVENTSTORE_WITH_POSTGRES
+    // Woken by LISTEN/NOTIFY when any process commits, instead of every 100 ms.
+    if (auto* pg = dynamic_cast<metrics::store::PostgresEventStore*>(store.get())) {
+      poller->SetWait([pg](uint64_t after, std::chrono::milliseconds timeout) {
+        return pg->WaitForEvents(after, timeout);
+      });
+    }
+#endif
     poller->Start();
   }
 

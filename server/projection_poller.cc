@@ -71,8 +71,17 @@ void ProjectionPoller::Loop() {
       applied_.store(e.position, std::memory_order_release);
       if (stop_.load()) return;
     }
-    if (page->size() < kPage) std::this_thread::sleep_for(interval_);
+    if (page->size() < kPage) Idle();
   }
+}
+
+void ProjectionPoller::Idle() {
+  if (!wait_) {
+    std::this_thread::sleep_for(interval_);
+    return;
+  }
+  // Woken by the next commit; the interval bounds how long Stop() waits for this thread.
+  (void)wait_(applied_.load(std::memory_order_relaxed), interval_);  // this thread wrote it
 }
 
 }  // namespace eventstore

@@ -3,8 +3,9 @@
 // projection in position order. The embedded store keeps its projector (EventStore::AddProjection,
 // with retries and projection_* metrics); this is the plain version for --pg-url: no retries (a
 // failed event is skipped for that projection and logged, the first 10 a line each, then counted
-// in a summary line on Stop), lag up to one poll interval. With a registry it keeps the same
-// projection_updates_total, projection_errors_total and projection_lag_seconds series.
+// in a summary line on Stop), lag up to one poll interval, or woken at once with SetWait. With a
+// registry it keeps the same projection_updates_total, projection_errors_total and
+// projection_lag_seconds series.
 //
 // Threads: Start() runs one polling thread; Stop() joins it. Projections are applied on that
 // thread only, so they need no more thread safety than their readers ask for.
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,6 +40,11 @@ class ProjectionPoller {
   ProjectionPoller(const ProjectionPoller&) = delete;
   ProjectionPoller& operator=(const ProjectionPoller&) = delete;
 
+  // Instead of sleeping between polls: `wait(after_position, timeout)` returns when events past
+  // after_position may have been committed (PostgresEventStore::WaitForEvents). Before Start().
+  using WaitFn = std::function<bool(uint64_t, std::chrono::milliseconds)>;
+  void SetWait(WaitFn wait) { wait_ = std::move(wait); }
+
   void Start();
   // Idempotent.
   void Stop();
@@ -46,6 +53,7 @@ class ProjectionPoller {
 
  private:
   void Loop();
+  void Idle();  // between polls, when caught up
 
   metrics::store::EventBackend& store_;
   const std::vector<Projection> projections_;
@@ -55,6 +63,7 @@ class ProjectionPoller {
   uint64_t errors_ = 0;                                              // poller thread, then Stop()
   std::unique_ptr<metrics::store::internal::StoreMetrics> metrics_;  // null: no registry
   std::vector<metrics::store::internal::StoreMetrics::ProjectionHandles> handles_;  // [projection]
+  WaitFn wait_;  // empty: sleep interval_
   std::thread thread_;
 };
 

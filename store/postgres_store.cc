@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "store/internal/append_validation.h"
+#include "store/internal/pg_listener.h"
 #include "store/internal/pg_metrics.h"
 #include "store/internal/pg_pool.h"
 #include "store/internal/store_metrics.h"
@@ -78,6 +79,8 @@ std::vector<Statement> Statements() {
        absl::StrCat("INSERT INTO messages (", kColumns,
                     ") SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)"),
        {kInt8Array, kTextArray, kInt8Array, kTextArray, kUuidArray, kByteaArray, kInt8Array}},
+      // Delivered at COMMIT to every LISTEN eventstore_appended (internal/pg_listener.h).
+      {"notify", "SELECT pg_notify('eventstore_appended', $1)", {kText}},
       // Per stream one backward index-only probe (a max() over `stream = ANY($1)` would read
       // every event of those streams: 4.7 ms for a 3,125-event stream, against 0.07 ms).
       {"versions",
@@ -343,6 +346,7 @@ class PostgresEventStore::Impl {
   const std::unique_ptr<internal::StoreMetrics> metrics_;
   const std::unique_ptr<internal::PgMetrics> pg_metrics_;
   mutable internal::PgPool pool_;
+  mutable internal::PgListener listener_{options_.conninfo};
 
  private:
   void Loop(size_t writer);
@@ -541,8 +545,12 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
 
   // Round trip 2: every row in one INSERT, and COMMIT.
   const PgParams insert_params = rows.Params();
+  const PgParams notify_params = std::move(PgParams().Text(absl::StrCat(next - 1)));
   std::vector<internal::PipelineStep> close;
-  if (rows.count() > 0) close.push_back({.name = "insert", .params = &insert_params});
+  if (rows.count() > 0) {
+    close.push_back({.name = "insert", .params = &insert_params});
+    close.push_back({.name = "notify", .params = &notify_params});
+  }
   close.push_back({.sql = "COMMIT"});
   internal::PipelineResult committed = internal::RunPipeline(c, close);
   CountError(committed.status);
@@ -735,8 +743,11 @@ absl::Status PostgresEventStore::Impl::Import(const std::vector<Event>& events) 
              e.type, e.id, e.payload, e.timestamp_ns);
   }
   const PgParams insert_params = rows.Params();
+  const PgParams notify_params = std::move(PgParams().Text(absl::StrCat(next - 1)));
   internal::PipelineResult committed =
-      internal::RunPipeline(c, {{.name = "insert", .params = &insert_params}, {.sql = "COMMIT"}});
+      internal::RunPipeline(c, {{.name = "insert", .params = &insert_params},
+                                {.name = "notify", .params = &notify_params},
+                                {.sql = "COMMIT"}});
   CountError(committed.status);
   if (!committed.status.ok()) {
     rollback();
@@ -889,6 +900,11 @@ absl::StatusOr<uint64_t> PostgresEventStore::ImportFrom(
     if (progress) progress(have, total);
   }
   return copied;
+}
+
+bool PostgresEventStore::WaitForEvents(uint64_t after_position,
+                                       std::chrono::milliseconds timeout) const {
+  return impl_->listener_.WaitBeyond(after_position, timeout);
 }
 
 absl::Status PostgresEventStore::Close() { return impl_->Close(); }

@@ -30,10 +30,11 @@
 // Reads and the rest use a pool of connections (pool_size) with prepared statements; they see
 // committed events only. Errors: Unavailable when PostgreSQL cannot be reached.
 //
-// Threads: every method is thread-safe. Not here (yet): projections (the server polls),
-// LISTEN/NOTIFY.
+// Threads: every method is thread-safe. Not here (yet): projections (the server's poller applies
+// them, woken by WaitForEvents).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -120,6 +121,11 @@ class PostgresEventStore final : public EventBackend {
   absl::StatusOr<uint64_t> ImportFrom(
       const EventBackend& source,
       const std::function<void(uint64_t copied_through, uint64_t total)>& progress = {});
+  // Blocks until an append commits past `after_position` (in any process: LISTEN/NOTIFY, see
+  // store/internal/pg_listener.h), or the notifications were interrupted, or `timeout` passes;
+  // true unless it timed out. For catch-up readers: read, then wait from the last position read.
+  // Commits before the first call are not announced, and a true return may be spurious: re-read.
+  bool WaitForEvents(uint64_t after_position, std::chrono::milliseconds timeout) const;
   // Refuses new appends, commits what is queued, joins the writer. Reads keep working.
   absl::Status Close() override;
 

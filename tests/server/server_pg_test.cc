@@ -266,9 +266,13 @@ TEST_F(ServerPgTest, ImportFromADataDirectoryThenServeIt) {
     post("team-red", {{"type", "team.registered"},
                       {"id", "11111111-2222-3333-4444-555555555555"},
                       {"data", {{"team", "red"}, {"name", "Red"}}}});
-    for (int i = 0; i < 1500; ++i) {
-      post("load-" + std::to_string(i % 5),
-           json::array({{{"type", "load"}, {"data", {{"i", i}}}}, {{"type", "x"}, {"data", i}}}));
+    for (int r = 0; r < 30; ++r) {  // 100 events a request: the embedded store fsyncs each
+      json events = json::array();
+      for (int i = 50 * r; i < 50 * (r + 1); ++i) {
+        events.push_back({{"type", "load"}, {"data", {{"i", i}}}});
+        events.push_back({{"type", "x"}, {"data", i}});
+      }
+      post("load-" + std::to_string(r % 5), events);
     }
     before = AllEvents(embedded.port());
     ASSERT_EQ(before.size(), 3001u);

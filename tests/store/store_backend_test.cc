@@ -540,6 +540,33 @@ TEST(PostgresImportTest, CopiesAnEmbeddedStoreAsItIsAndResumes) {
   EXPECT_EQ((*pg)->LastPosition(), end);
 }
 
+// PostgreSQL only: a commit in one store (process) wakes a reader waiting in another.
+TEST(PostgresNotifyTest, WaitForEventsWakesOnAnotherStoresCommit) {
+  std::string why;
+  PostgresCluster* cluster = pg_env->Cluster(&why);
+  if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
+  ASSERT_NE(cluster, nullptr) << why;
+  ASSERT_EQ(cluster->CreateDatabase("notify_test"), "");
+  auto a = PostgresEventStore::Open({.conninfo = cluster->ConnInfo("notify_test")});
+  auto b = PostgresEventStore::Open({.conninfo = cluster->ConnInfo("notify_test")});
+  ASSERT_TRUE(a.ok() && b.ok());
+  // Nothing committed: the wait times out (and starts b's listener).
+  EXPECT_FALSE((*b)->WaitForEvents(0, std::chrono::milliseconds(300)));
+  // The listener may still be connecting on a slow machine: a missed first wake is retried.
+  bool woke = false;
+  for (int attempt = 0; attempt < 3 && !woke; ++attempt) {
+    const uint64_t last = (*b)->LastPosition();
+    std::thread waiter([&] { woke = (*b)->WaitForEvents(last, std::chrono::seconds(10)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE((*a)->Append("s", ExpectedVersion::kAny, {{.type = "t"}}).ok());
+    waiter.join();
+  }
+  EXPECT_TRUE(woke);
+  // Announced positions are remembered: a reader behind them does not wait at all.
+  EXPECT_TRUE((*b)->WaitForEvents(0, std::chrono::seconds(10)));
+  EXPECT_FALSE((*b)->WaitForEvents((*b)->LastPosition(), std::chrono::milliseconds(100)));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreBackendTest,
                          ::testing::Values(Backend::kEmbedded, Backend::kPostgres,
                                            Backend::kPostgresTwoWriters),
