@@ -2,12 +2,14 @@
 # HTTP ingest benchmark of eventstore-server as users would drive it: Debian's wrk over keep-alive
 # connections, the server fsyncing every batch, 100-byte event payloads, and a bare cpp-httplib
 # handler (build/bench/bare-httplib-server) measured in the same run as the ceiling.
-#   tools/ingest-bench.sh [--quick] [--out FILE] [BUILD_DIR=build]
+#   tools/ingest-bench.sh [--quick] [--pg] [--out FILE] [BUILD_DIR=build]
 # Runs, each against a fresh server on a fresh data dir and a free loopback port:
 #   (a)   64 connections, 1 event per request     (tools/wrk/ingest-single.lua)
 #   (b)   16 connections, 20 events per request   (tools/wrk/ingest-batch20.lua)
 #   (a, b) again with the server's --no-metrics, for metrics on vs off
 #   (c)   (a)'s wrk command against the bare handler
+#   --pg: (a) and (b) again with --pg-url, each on a fresh database of a PostgreSQL 15 cluster the
+#         script starts in its temp dir (fsync on, unix socket; as `postgres` when run as root)
 # wrk -t2 --latency --timeout 10s, 10 s per run (--quick: 3 s). Prints a markdown section
 # "## HTTP ingest (wrk, keep-alive)"; --out FILE replaces it inside FILE between
 # <!-- ingest:begin --> and <!-- ingest:end --> (appended when absent), e.g. --out bench/RESULTS.md.
@@ -23,12 +25,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0 out="" build=build
+quick=0 pg=0 out="" build=build
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
+    --pg) pg=1; shift ;;
     --out) [ $# -ge 2 ] || { echo "ingest-bench: --out needs a FILE" >&2; exit 2; }; out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "ingest-bench: unknown option $1" >&2; exit 2 ;;
     *) build=$1; shift ;;
   esac
@@ -71,7 +74,11 @@ load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ingest-bench.XXXXXX")
 server_pid=""
+pg_dir="" pg_as=()
 cleanup() {
+  if [ -n "$pg_dir" ]; then
+    "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
   # Stop a server still running (the script failed or was interrupted mid-run), then drop the
   # data dirs; the SIGKILL fallback bounds the wait.
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -199,11 +206,18 @@ run_scenario() {
       [ "$kind" = ours-nometrics ] && cmd+=(--no-metrics)
       ;;
     bare) cmd=("$bare" --listen 127.0.0.1:0 --threads 64) ;;
+    pg)
+      local db=${name//-/_}
+      "${pg_as[@]}" "$pg_bin/psql" -q -h "$pg_dir" -p "$pg_port" -U postgres -d postgres \
+        -c "CREATE DATABASE $db" >/dev/null
+      cmd=("$server" --pg-url "host=$pg_dir port=$pg_port user=postgres dbname=$db"
+        --listen 127.0.0.1:0 "${extra_flags[@]}")
+      ;;
   esac
   log "$label: ${cmd[*]}; wrk -t2 -c$conns -d${duration}s $(basename "$script")"
   start_server "$name" "${cmd[@]}"
   run_wrk "$name" "$conns" "$script"
-  [ "$kind" = ours ] && msum=$(settled_metrics_sum)
+  if [ "$kind" = ours ] || [ "$kind" = pg ]; then msum=$(settled_metrics_sum); fi
   stop_server "$name"
   case "$kind" in
     bare) stored=$(sed -n 's/^bare-httplib-server: stopped after \([0-9]*\) requests$/\1/p' "$tmp/$name.err") ;;
@@ -216,7 +230,7 @@ run_scenario() {
     exit 1
   fi
   # Each run's data dir goes as soon as it is read: 10 s of batched ingest is hundreds of MB.
-  if [ "$kind" != bare ]; then rm -rf "$data"; fi
+  if [ -n "$data" ]; then rm -rf "$data"; fi
 
   # acked: events the server acknowledged. wrk stops with at most one request per connection in
   # flight, whose events may be stored without their 201 having been counted, hence the slack.
@@ -244,6 +258,24 @@ run_scenario() {
     "check=$check" >>"$results"
 }
 
+# --pg: a throwaway PostgreSQL 15 cluster (no TCP listener), one database per run.
+pg_bin=/usr/lib/postgresql/15/bin
+pg_port=5433
+if [ "$pg" = 1 ]; then
+  [ -x "$pg_bin/initdb" ] || { log "--pg needs PostgreSQL 15's server (tools/install-deps.sh)"; exit 2; }
+  pg_dir=$tmp/pg
+  mkdir -p "$pg_dir"
+  if [ "$(id -u)" -eq 0 ]; then  # PostgreSQL refuses to run as root
+    chown postgres "$tmp" "$pg_dir"
+    pg_as=(runuser -u postgres --)
+  fi
+  "${pg_as[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 >"$tmp/initdb.log" 2>&1 ||
+    { log "initdb failed:"; cat "$tmp/initdb.log" >&2; exit 1; }
+  "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=''" start >/dev/null ||
+    { log "pg_ctl start failed:"; cat "$pg_dir/server.log" >&2; exit 1; }
+fi
+
 # Metrics on and off of one scenario run back to back, so that drift in the machine's load (a
 # shared 2-core VM) falls on both sides of that ratio alike; the bare ceiling right after (a).
 run_scenario a "(a) 1 event/request" ours 64 1 tools/wrk/ingest-single.lua
@@ -254,6 +286,11 @@ run_scenario c "(c) bare cpp-httplib" bare 64 1 tools/wrk/ingest-single.lua
 run_scenario b "(b) 20 events/request" ours 16 20 tools/wrk/ingest-batch20.lua
 if [ "$skip_no_metrics" != 1 ]; then
   run_scenario b-off "(b) --no-metrics" ours-nometrics 16 20 tools/wrk/ingest-batch20.lua
+fi
+
+if [ "$pg" = 1 ]; then
+  run_scenario a-pg "(a) --pg-url" pg 64 1 tools/wrk/ingest-single.lua
+  run_scenario b-pg "(b) --pg-url" pg 16 20 tools/wrk/ingest-batch20.lua
 fi
 
 report=(python3 tools/ingest-report.py --results "$results" --date "$started_at"

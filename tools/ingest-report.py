@@ -25,6 +25,8 @@ SCENARIOS = [
     ("b", "(b) 20 events per request"),
     ("b-off", "(b) … `--no-metrics`"),
     ("c", "(c) bare cpp-httplib handler, (a)'s load"),
+    ("a-pg", "(a) … `--pg-url` (PostgreSQL 15, fsync on)"),
+    ("b-pg", "(b) … `--pg-url` (PostgreSQL 15, fsync on)"),
 ]
 
 # The targets the benchmark is held to (ok/SHORT marks them; a miss is reported, not fatal).
