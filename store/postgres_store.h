@@ -117,7 +117,8 @@ class PostgresEventStore final : public EventBackend {
   // `source` (the k-th is compared) gets the rest. `progress(copied_through, total)` after each
   // transaction. Returns how many events it copied. Errors: FailedPrecondition (the store holds
   // other events, or more), InvalidArgument (an event the store's validation refuses), Unavailable.
-  // Appends running at the same time would interleave: import into a store nobody appends to.
+  // An append between two of its transactions makes the next one fail (its events no longer
+  // continue the store): import into a store nobody appends to.
   absl::StatusOr<uint64_t> ImportFrom(
       const EventBackend& source,
       const std::function<void(uint64_t copied_through, uint64_t total)>& progress = {});
