@@ -1,7 +1,8 @@
 // One behavioural suite over both EventBackend implementations (store/event_backend.h): the
 // embedded store in a temp dir, and PostgreSQL 15 in a cluster this binary starts (once, on the
-// first PostgreSQL test; stopped and removed by a gtest Environment at exit). Label
-// "integration": it runs a database server.
+// first PostgreSQL test; stopped and removed by a gtest Environment at exit), with the
+// PostgreSQL-only tests (metrics, import, LISTEN/NOTIFY). Label "concurrency": the sanitizer
+// builds run it too.
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -423,7 +424,7 @@ TEST_P(StoreBackendTest, CloseRefusesAppendsAndKeepsReads) {
 
 // PostgreSQL only: the store's metric set keeps its names, and the backend adds its pool's and
 // errors' metrics.
-TEST(PostgresMetricsTest, StoreMetricSetPoolAndErrors) {
+TEST(StorePostgresMetricsTest, StoreMetricSetPoolAndErrors) {
   std::string why;
   PostgresCluster* cluster = pg_env->Cluster(&why);
   if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
@@ -475,7 +476,7 @@ TEST(PostgresMetricsTest, StoreMetricSetPoolAndErrors) {
 
 // PostgreSQL only: ImportFrom copies an embedded store as it is, resumes, and refuses another
 // store's database.
-TEST(PostgresImportTest, CopiesAnEmbeddedStoreAsItIsAndResumes) {
+TEST(StorePostgresImportTest, CopiesAnEmbeddedStoreAsItIsAndResumes) {
   std::string why;
   PostgresCluster* cluster = pg_env->Cluster(&why);
   if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
@@ -541,7 +542,7 @@ TEST(PostgresImportTest, CopiesAnEmbeddedStoreAsItIsAndResumes) {
 }
 
 // PostgreSQL only: a commit in one store (process) wakes a reader waiting in another.
-TEST(PostgresNotifyTest, WaitForEventsWakesOnAnotherStoresCommit) {
+TEST(StorePostgresNotifyTest, WaitForEventsWakesOnAnotherStoresCommit) {
   std::string why;
   PostgresCluster* cluster = pg_env->Cluster(&why);
   if (cluster == nullptr && !PostgresCluster::Installed()) GTEST_SKIP() << why;
