@@ -297,6 +297,35 @@ class ColumnArrays {
   size_t count_ = 0;
 };
 
+// The first round trip of an append or import transaction: BEGIN, the append lock, the last
+// event, and the current version of each stream `versions` names (results 2 and 3: ReadTail).
+std::vector<internal::PipelineStep> OpenSteps(const PgParams& versions) {
+  return {{.sql = "BEGIN"},
+          {.name = "lock"},
+          {.name = "last"},
+          {.name = "versions", .params = &versions}};
+}
+
+// Where the store ends, as OpenSteps' results say: the next position, the last timestamp, and
+// the version of each stream asked about (absent: no stream).
+struct StoreTail {
+  uint64_t next_position = 1;
+  int64_t last_ts = 0;
+  std::unordered_map<std::string, uint64_t> versions;
+};
+StoreTail ReadTail(const internal::PipelineResult& opened) {
+  StoreTail t;
+  if (const PGresult* last = opened.results[2].get(); PQntuples(last) == 1) {
+    t.next_position = static_cast<uint64_t>(internal::GetInt8(last, 0, 0)) + 1;
+    t.last_ts = internal::GetInt8(last, 0, 1);
+  }
+  const PGresult* v = opened.results[3].get();
+  for (int i = 0; i < PQntuples(v); ++i) {
+    t.versions[internal::GetBytes(v, i, 0)] = static_cast<uint64_t>(internal::GetInt8(v, i, 1));
+  }
+  return t;
+}
+
 // One Append() on its way to the writer thread and back.
 struct PgRequest {
   std::string_view stream;
@@ -472,10 +501,7 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
   // every request is checked against (its stream's version, where its ids already are).
   const PgParams versions_params = VersionsParams(batch);
   const std::optional<PgParams> ids_params = IdsParams(batch);
-  std::vector<internal::PipelineStep> open = {{.sql = "BEGIN"},
-                                              {.name = "lock"},
-                                              {.name = "last"},
-                                              {.name = "versions", .params = &versions_params}};
+  std::vector<internal::PipelineStep> open = OpenSteps(versions_params);
   if (ids_params) open.push_back({.name = "ids", .params = &*ids_params});
   // event_store_size_bytes: the table's size, read along with the batch now and then.
   bool read_size = false;
@@ -519,18 +545,11 @@ void PostgresEventStore::Impl::ProcessBatch(internal::PgConnPtr& conn,
   };
   if (!opened.status.ok()) return abandon(opened.status);
 
-  uint64_t next = 1;
-  int64_t last_ts = 0;
-  if (const PGresult* last = opened.results[2].get(); PQntuples(last) == 1) {
-    next = static_cast<uint64_t>(internal::GetInt8(last, 0, 0)) + 1;
-    last_ts = internal::GetInt8(last, 0, 1);
-  }
   // The checks run here; later requests of the batch see the earlier ones' events in the maps.
-  std::unordered_map<std::string, uint64_t> versions;
-  const PGresult* v = opened.results[3].get();
-  for (int i = 0; i < PQntuples(v); ++i) {
-    versions[internal::GetBytes(v, i, 0)] = static_cast<uint64_t>(internal::GetInt8(v, i, 1));
-  }
+  StoreTail tail = ReadTail(opened);
+  uint64_t next = tail.next_position;
+  int64_t last_ts = tail.last_ts;
+  std::unordered_map<std::string, uint64_t>& versions = tail.versions;
   std::unordered_map<std::string, StoredAt> ids;
   if (ids_params) {
     const PGresult* found = opened.results[4].get();
@@ -699,11 +718,7 @@ absl::Status PostgresEventStore::Impl::Import(const std::vector<Event>& events) 
   for (const Event& e : events) streams.push_back(e.stream);
   const PgParams versions_params = std::move(PgParams().Text(ArrayLiteral(streams)));
   // The append lock, as a writer takes it: imports and appends take turns.
-  internal::PipelineResult opened =
-      internal::RunPipeline(c, {{.sql = "BEGIN"},
-                                {.name = "lock"},
-                                {.name = "last"},
-                                {.name = "versions", .params = &versions_params}});
+  internal::PipelineResult opened = internal::RunPipeline(c, OpenSteps(versions_params));
   CountError(opened.status);
   auto rollback = [c] {
     if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
@@ -714,17 +729,10 @@ absl::Status PostgresEventStore::Impl::Import(const std::vector<Event>& events) 
     rollback();
     return opened.status;
   }
-  uint64_t next = 1;
-  int64_t last_ts = 0;
-  if (const PGresult* last = opened.results[2].get(); PQntuples(last) == 1) {
-    next = static_cast<uint64_t>(internal::GetInt8(last, 0, 0)) + 1;
-    last_ts = internal::GetInt8(last, 0, 1);
-  }
-  std::unordered_map<std::string, uint64_t> versions;
-  const PGresult* v = opened.results[3].get();
-  for (int i = 0; i < PQntuples(v); ++i) {
-    versions[internal::GetBytes(v, i, 0)] = static_cast<uint64_t>(internal::GetInt8(v, i, 1));
-  }
+  StoreTail tail = ReadTail(opened);
+  uint64_t next = tail.next_position;
+  int64_t last_ts = tail.last_ts;
+  std::unordered_map<std::string, uint64_t>& versions = tail.versions;
   // The events must continue the store exactly: what an append would have assigned.
   ColumnArrays rows;
   for (const Event& e : events) {
