@@ -17,23 +17,19 @@
 
 namespace {
 
-using metrics::test_support::Child;
 using metrics::test_support::Eventually;
-using metrics::test_support::FreePort;
 using metrics::test_support::GetJson;
 using metrics::test_support::MetricValue;
 using metrics::test_support::PostgresCluster;
-using metrics::test_support::ReadFile;
 using metrics::test_support::TempDir;
 using nlohmann::json;
 
+// eventstore-server --pg-url on a port it picks itself (a port chosen here could be taken by a
+// parallel test before the child binds it); its stderr is the test's.
 struct Server {
   Server(const std::string& conninfo, const std::string& dir, const std::string& name)
-      : port(FreePort()),
-        log(dir + "/" + name + ".log"),
-        child({EVENTSTORE_SERVER, "--pg-url", conninfo, "--listen",
-               "127.0.0.1:" + std::to_string(port)},
-              log) {}
+      : process(EVENTSTORE_SERVER, dir + "/unused-" + name, {"--pg-url", conninfo}),
+        port(process.port()) {}
   bool Healthy() {
     httplib::Client c("127.0.0.1", port);
     auto r = c.Get("/healthz");
@@ -48,9 +44,8 @@ struct Server {
     if (!r) return {0, nullptr};
     return {r->status, json::parse(r->body, nullptr, false)};
   }
+  metrics::test_support::EventStoreServer process;
   int port;
-  std::string log;
-  Child child;
 };
 
 class ServerPgTest : public ::testing::Test {
@@ -74,15 +69,15 @@ class ServerPgTest : public ::testing::Test {
 
 TEST_F(ServerPgTest, ApiTwoProcessesAndARestart) {
   Server a(cluster_.ConnInfo("server_pg"), dir_, "a");
-  ASSERT_TRUE(Eventually([&] { return a.Healthy(); }, 20)) << ReadFile(a.log);
+  ASSERT_TRUE(Eventually([&] { return a.Healthy(); }, 20)) << "server a did not start";
   Server b(cluster_.ConnInfo("server_pg"), dir_, "b");  // the same database: one store
-  ASSERT_TRUE(Eventually([&] { return b.Healthy(); }, 20)) << ReadFile(b.log);
+  ASSERT_TRUE(Eventually([&] { return b.Healthy(); }, 20)) << "server b did not start";
 
   const json reg = {{"type", "team.registered"},
                     {"data", {{"team", "red"}, {"name", "Red"}}},
                     {"id", "11111111-2222-3333-4444-555555555555"}};
   auto [st, body] = a.Post("team-red", reg, "?expected_version=no_stream");
-  ASSERT_EQ(st, 201) << body.dump() << ReadFile(a.log);
+  ASSERT_EQ(st, 201) << body.dump() << "server a did not start";
   EXPECT_EQ(body["first_position"], 1);
   // The retry through the other process: a duplicate, the same position.
   std::tie(st, body) = b.Post("team-red", reg, "?expected_version=no_stream");
@@ -175,7 +170,7 @@ TEST_F(ServerPgTest, ApiTwoProcessesAndARestart) {
 
 TEST_F(ServerPgTest, PostgresRestartUnderLoadEveryRequestToldTheTruth) {
   Server a(cluster_.ConnInfo("server_pg"), dir_, "a");
-  ASSERT_TRUE(Eventually([&] { return a.Healthy(); }, 20)) << ReadFile(a.log);
+  ASSERT_TRUE(Eventually([&] { return a.Healthy(); }, 20)) << "server a did not start";
   // Four appenders, each event with an id, each request once (no retries here): a 2xx means
   // stored, 503 means not stored, 500 means not known. Meanwhile PostgreSQL restarts.
   constexpr int kClients = 4;
@@ -299,7 +294,8 @@ TEST_F(ServerPgTest, ImportFromADataDirectoryThenServeIt) {
   EXPECT_NE(out.find("give both"), std::string::npos) << out;
 
   Server pg(conninfo, dir_, "pg");
-  ASSERT_TRUE(Eventually([&] { return pg.Healthy(); }, 20)) << ReadFile(pg.log);
+  ASSERT_TRUE(Eventually([&] { return pg.Healthy(); }, 20))
+      << "the PostgreSQL-backed server did not start";
   EXPECT_EQ(AllEvents(pg.port), before);  // positions, versions, ids, data, timestamps
   EXPECT_TRUE(Eventually(
       [&] {
