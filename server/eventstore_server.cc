@@ -118,8 +118,8 @@ ABSL_FLAG(std::string, data_dir, "./data", "Directory of the store's segment fil
 ABSL_FLAG(std::string, pg_url, "",
           "Keep the events in PostgreSQL instead of --data-dir: a libpq connection URL "
           "(postgresql://user@host:5432/db) or key=value string. The schema is created or "
-          "migrated at start. Projections then follow the store by polling (100 ms), and the "
-          "store's own metrics (events_stored_total, ...) are not there yet.");
+          "migrated at start. Projections follow the table, woken by LISTEN/NOTIFY when any "
+          "process commits; --fsync and --segment-bytes do not apply.");
 ABSL_FLAG(std::string, import_from, "",
           "With --pg-url: copy the embedded store in this data directory into the database (the "
           "events as they are: positions, versions, ids, timestamps), then exit. Resumes an "

@@ -14,7 +14,6 @@ PgListener::~PgListener() {
     std::lock_guard lk(mu_);
     stop_ = true;
   }
-  stopping_.store(true);
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -32,7 +31,7 @@ bool PgListener::WaitBeyond(uint64_t after, std::chrono::milliseconds timeout) {
 
 void PgListener::Loop() {
   bool first = true;
-  while (!stopping_.load()) {
+  while (!stop_.load()) {
     auto c = PgPool::ConnectUnprepared(conninfo_);
     bool listening = false;
     if (c.ok()) {
@@ -41,7 +40,7 @@ void PgListener::Loop() {
     }
     if (!listening) {  // the database is away: try again in a second
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; });
+      cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_.load(); });
       continue;
     }
     if (!first) {  // whatever was announced while we were away is lost: every waiter reads again
@@ -51,7 +50,7 @@ void PgListener::Loop() {
     }
     first = false;
     PGconn* conn = c->get();
-    while (!stopping_.load() && PQstatus(conn) == CONNECTION_OK) {
+    while (!stop_.load() && PQstatus(conn) == CONNECTION_OK) {
       pollfd p{.fd = PQsocket(conn), .events = POLLIN, .revents = 0};
       if (poll(&p, 1, 200) < 0 || PQconsumeInput(conn) == 0) break;
       uint64_t highest = 0;

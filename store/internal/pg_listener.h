@@ -38,11 +38,12 @@ class PgListener {
   const std::string conninfo_;
   std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t announced_ = 0;             // guarded by mu_: the highest position notified
-  uint64_t reconnects_ = 0;            // guarded by mu_
-  bool started_ = false;               // guarded by mu_
-  bool stop_ = false;                  // guarded by mu_
-  std::atomic<bool> stopping_{false};  // the loop's view of stop_, read between polls
+  uint64_t announced_ = 0;   // guarded by mu_: the highest position notified
+  uint64_t reconnects_ = 0;  // guarded by mu_
+  bool started_ = false;     // guarded by mu_
+  // Set under mu_ (so no waiter misses it between its check and its wait); the loop also reads
+  // it between polls without the lock.
+  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 

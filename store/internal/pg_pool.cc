@@ -53,11 +53,8 @@ PgResult Exec(PGconn* c, const char* sql) { return PgResult(PQexec(c, sql)); }
 PipelineResult RunPipeline(PGconn* c, const std::vector<PipelineStep>& steps) {
   PipelineResult out;
   out.results.resize(steps.size());
-  auto fail = [&](size_t step, absl::Status s) {
-    if (out.status.ok()) {
-      out.status = std::move(s);
-      out.failed_step = step;
-    }
+  auto fail = [&](absl::Status s) {
+    if (out.status.ok()) out.status = std::move(s);
   };
   auto lost = [c](std::string_view what) {
     return absl::UnavailableError(
@@ -65,35 +62,33 @@ PipelineResult RunPipeline(PGconn* c, const std::vector<PipelineStep>& steps) {
                      absl::StripTrailingAsciiWhitespace(PQerrorMessage(c))));
   };
   if (PQenterPipelineMode(c) != 1) {
-    fail(0, lost("enter pipeline mode"));
+    fail(lost("enter pipeline mode"));
     return out;
   }
+  const PgParams none;  // not static: values() writes its pointer cache
   size_t sent = 0;
   for (; sent < steps.size(); ++sent) {
     const PipelineStep& step = steps[sent];
-    const int ok =
-        step.name != nullptr
-            ? PQsendQueryPrepared(c, step.name, step.params == nullptr ? 0 : step.params->size(),
-                                  step.params == nullptr ? nullptr : step.params->values(),
-                                  step.params == nullptr ? nullptr : step.params->lengths(),
-                                  step.params == nullptr ? nullptr : step.params->formats(),
-                                  /*resultFormat=*/1)
-            : PQsendQueryParams(c, step.sql, 0, nullptr, nullptr, nullptr, nullptr, 1);
+    const PgParams& p = step.params != nullptr ? *step.params : none;
+    const int ok = step.name != nullptr
+                       ? PQsendQueryPrepared(c, step.name, p.size(), p.values(), p.lengths(),
+                                             p.formats(), /*resultFormat=*/1)
+                       : PQsendQueryParams(c, step.sql, 0, nullptr, nullptr, nullptr, nullptr, 1);
     if (ok != 1) break;
   }
   if (sent < steps.size() || PQpipelineSync(c) != 1) {
-    fail(sent, lost("send"));
+    fail(lost("send"));
   } else {
     for (size_t i = 0; i < steps.size(); ++i) {
+      const char* what = steps[i].name != nullptr ? steps[i].name : steps[i].sql;
       PgResult r(PQgetResult(c));
       if (r == nullptr) {  // the connection failed
-        fail(i, lost(steps[i].name != nullptr ? steps[i].name : steps[i].sql));
+        fail(lost(what));
         break;
       }
-      if (absl::Status s =
-              PgStatus(c, r.get(), steps[i].name != nullptr ? steps[i].name : steps[i].sql);
+      if (absl::Status s = PgStatus(c, r.get(), what);
           !s.ok() && PQresultStatus(r.get()) != PGRES_PIPELINE_ABORTED) {
-        fail(i, std::move(s));
+        fail(std::move(s));
       }
       out.results[i] = std::move(r);
       PgResult end(PQgetResult(c));  // each step's results end with a null
@@ -104,7 +99,7 @@ PipelineResult RunPipeline(PGconn* c, const std::vector<PipelineStep>& steps) {
   }
   if (PQexitPipelineMode(c) != 1 && PQstatus(c) == CONNECTION_OK) {
     // Results left unread (a step's result was missing): the caller must not reuse `c`.
-    fail(steps.size(), lost("exit pipeline mode"));
+    fail(lost("exit pipeline mode"));
   }
   return out;
 }

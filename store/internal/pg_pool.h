@@ -76,7 +76,6 @@ struct PipelineStep {
 struct PipelineResult {
   std::vector<PgResult> results;  // one per step; null where the connection failed first
   absl::Status status;            // OK, or the first failing step's PgStatus
-  size_t failed_step = 0;         // valid when !status.ok()
 };
 
 // Sends every step, then one Sync, and reads every result: one round trip for all (libpq's
