@@ -16,6 +16,7 @@
 #include "server/schedules_api.h"
 #include "server/stats.h"
 #include "server/status_page.h"
+#include "server/system_streams.h"
 #include "server/webhooks_api.h"
 
 namespace eventstore {
@@ -157,6 +158,11 @@ void HandleAppend(const ApiDeps& deps, const ApiOptions& o, const Request& req, 
   }
   const std::string& stream = req.matches[1];
   if (!UsableInUrl(stream, res)) return;
+  if (IsSystemStream(stream)) {
+    return Error(
+        res, 403,
+        absl::StrCat("stream ", stream, " is the server's own: use /subscriptions and /schedules"));
+  }
   auto r = deps.store->Append(stream, expected, std::move(events));
   if (!r.ok()) return Error(res, StatusFor(r.status(), *deps.store), Message(r.status()));
   // A retry whose events (by id) are already stored: 200 with the original positions.

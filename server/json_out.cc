@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/event_body.h"
+#include "server/system_streams.h"
 
 namespace eventstore {
 
@@ -51,12 +52,15 @@ void AppendEvent(std::string* out, const metrics::store::Event& e, bool with_str
   absl::StrAppend(out, ",\"version\":", e.stream_version, ",\"type\":");
   AppendJsonString(out, e.type);
   if (e.id.size() == 16) absl::StrAppend(out, ",\"id\":\"", FormatUuid(e.id), "\"");
+  std::string scratch;
+  const std::string_view payload = ReadablePayload(e, &scratch);
   // accept() runs nlohmann's SAX acceptor: iterative, no tree.
-  if (!e.payload.empty() && nlohmann::json::accept(e.payload)) {
+  if (!payload.empty() && nlohmann::json::accept(payload)) {
     out->append(",\"data\":");
-    out->append(e.payload);
+    out->append(payload);
   } else {
-    absl::StrAppend(out, ",\"data\":null,\"data_base64\":\"", absl::Base64Escape(e.payload), "\"");
+    absl::StrAppend(out, ",\"data\":null,\"data_base64\":\"",
+                    absl::Base64Escape(std::string(payload)), "\"");
   }
   absl::StrAppend(out, ",\"timestamp_ns\":", e.timestamp_ns, "}");
 }

@@ -16,7 +16,8 @@ void AppendJsonString(std::string* out, std::string_view s);
 
 // Appends {"position", ["stream",] "version", "type", ["id",] "data", "timestamp_ns"}. A payload
 // that is JSON text (everything the HTTP API stores) is spliced in as "data"; any other payload
-// (bytes an embedding program stored) goes out as "data": null and "data_base64".
+// (bytes an embedding program stored) goes out as "data": null and "data_base64". A webhook
+// subscription's secret is never written out (system_streams.h).
 void AppendEvent(std::string* out, const metrics::store::Event& e, bool with_stream);
 
 }  // namespace eventstore

@@ -1,12 +1,14 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "server/event_body.h"
 #include "server/reply.h"
+#include "server/system_streams.h"
 
 namespace eventstore {
 
@@ -47,6 +49,12 @@ absl::StatusOr<std::unique_ptr<Scheduler::Metrics>> MakeMetrics(metrics::Registr
       *std::move(deliveries), *lateness->Bind({}), *pending->Bind({}), *tick->Bind({})});
 }
 
+void SkipRecord(const metrics::store::Event& e) {
+  std::fprintf(stderr, "scheduler: skipped %s event %llu (position %llu): not a schedule record\n",
+               e.stream.c_str(), static_cast<unsigned long long>(e.stream_version),
+               static_cast<unsigned long long>(e.position));
+}
+
 }  // namespace
 
 Scheduler::Scheduler(EventBackend* store, Options options)
@@ -72,19 +80,30 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Start(EventBackend* store,
     }
     if (page->empty()) break;
     for (const metrics::store::Event& e : *page) {
+      // Only the scheduler writes this stream (the API refuses it), but an embedding program or an
+      // imported store may hold anything: a record that is not a schedule is skipped, said on
+      // stderr, and must not keep the server from starting.
       const auto j = nlohmann::json::parse(e.payload, nullptr, false);
       std::string id;
-      if (j.is_discarded() || !j.contains("id") || !j["id"].is_string() ||
+      if (!j.is_object() || !j.contains("id") || !j["id"].is_string() ||
           !ParseUuid(j["id"].get<std::string>(), &id)) {
-        return absl::DataLossError(
-            absl::StrCat(kStream, " event ", e.stream_version, " is not a schedule record"));
+        SkipRecord(e);
+        continue;
       }
       if (e.type == "schedule.created") {
+        const auto text = [&](const char* k) {
+          return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+        };
+        const bool timed = j.contains("due_at") && j["due_at"].is_number();
         Schedule sc{.id = id,
-                    .due_at = j.value("due_at", 0.0),
-                    .stream = j.value("stream", ""),
-                    .type = j.value("type", ""),
+                    .due_at = timed ? j["due_at"].get<double>() : 0.0,
+                    .stream = text("stream"),
+                    .type = text("type"),
                     .data = j.contains("data") ? j["data"].dump() : "null"};
+        if (!timed || sc.stream.empty() || sc.type.empty() || IsSystemStream(sc.stream)) {
+          SkipRecord(e);
+          continue;
+        }
         if (!s->done_.count(id)) s->pending_[id] = std::move(sc);
       } else {  // schedule.delivered, schedule.cancelled, schedule.rejected
         s->pending_.erase(id);

@@ -11,6 +11,7 @@
 #include "instrument/route_table.h"
 #include "server/event_body.h"
 #include "server/reply.h"
+#include "server/system_streams.h"
 
 namespace eventstore {
 namespace {
@@ -52,7 +53,8 @@ std::string ParseSchedule(const std::string& body, double now, Schedule* s) {
   }
   s->stream = j["stream"];
   s->type = j["type"];
-  if (s->stream == Scheduler::kStream) return "that stream is the scheduler's own";
+  if (IsSystemStream(s->stream))
+    return "streams named webhooks:... and scheduler:... are the server's own";
   s->data = j.contains("data") ? j["data"].dump() : "null";
   if (j.contains("id")) {
     if (!j["id"].is_string() || !ParseUuid(j["id"].get<std::string>(), &s->id)) {

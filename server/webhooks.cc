@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "server/event_body.h"
 #include "server/json_out.h"
 #include "server/reply.h"
+#include "server/system_streams.h"
 
 namespace eventstore {
 
@@ -63,12 +65,29 @@ bool SplitUrl(const std::string& url, std::string* origin, std::string* path) {
   return origin->size() > scheme + 3 && url.find_first_of(" \r\n#") == std::string::npos;
 }
 
-bool SystemStream(std::string_view stream) {
-  return stream.rfind("webhooks:", 0) == 0 || stream.rfind("scheduler:", 0) == 0;
+absl::Status Validate(const Subscription& s) {
+  if (!ValidName(s.name)) {
+    return absl::InvalidArgumentError("\"name\" must be 1-56 characters [A-Za-z0-9_.-]");
+  }
+  std::string origin, path;
+  if (!SplitUrl(s.url, &origin, &path)) {
+    return absl::InvalidArgumentError("\"url\" must be http(s)://host[:port][/path]");
+  }
+  if (s.secret.empty()) return absl::InvalidArgumentError("\"secret\" must not be empty");
+  if (!s.event_types.empty() && !s.stream_prefix.empty()) {
+    return absl::InvalidArgumentError("give \"event_types\" or \"stream_prefix\", not both");
+  }
+  return absl::OkStatus();
+}
+
+void SkipRecord(const Event& e) {
+  std::fprintf(stderr, "webhooks: skipped %s event %llu (position %llu): not a record of ours\n",
+               e.stream.c_str(), static_cast<unsigned long long>(e.stream_version),
+               static_cast<unsigned long long>(e.position));
 }
 
 bool Matches(const Subscription& s, const Event& e) {
-  if (SystemStream(e.stream)) return false;
+  if (IsSystemStream(e.stream)) return false;
   if (!s.event_types.empty()) {
     return std::find(s.event_types.begin(), s.event_types.end(), e.type) != s.event_types.end();
   }
@@ -144,25 +163,39 @@ absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventBacke
       if (!page.ok() && !absl::IsNotFound(page.status())) return page.status();
       if (!page.ok() || page->empty()) break;
       for (const Event& e : *page) {
+        // Only this service writes these streams (the API refuses them), but an embedding program
+        // or an imported store may hold anything: a record that is not ours is skipped, said on
+        // stderr, and must not keep the server from starting.
         const auto j = nlohmann::json::parse(e.payload, nullptr, false);
-        if (j.is_discarded() || !j.contains("name")) continue;
+        if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+          SkipRecord(e);
+          continue;
+        }
         const std::string name = j["name"];
-        if (e.type == "subscription.created") {
-          Subscription s{.name = name,
-                         .url = j.value("url", ""),
-                         .event_types = j.value("event_types", std::vector<std::string>{}),
-                         .stream_prefix = j.value("stream_prefix", ""),
-                         .secret = j.value("secret", "")};
-          subs[name] = std::move(s);
-          positions[name] = j.value("position", uint64_t{0});
-        } else if (e.type == "subscription.deleted") {
-          subs.erase(name);
-        } else if (e.type == "subscription.paused" && subs.count(name)) {
-          subs[name].paused = true;
-        } else if (e.type == "subscription.resumed" && subs.count(name)) {
-          subs[name].paused = false;
-        } else if (e.type == "webhook.checkpoint" && subs.count(name)) {
-          positions[name] = std::max(positions[name], j.value("position", uint64_t{0}));
+        try {
+          if (e.type == "subscription.created") {
+            Subscription s{.name = name,
+                           .url = j.value("url", ""),
+                           .event_types = j.value("event_types", std::vector<std::string>{}),
+                           .stream_prefix = j.value("stream_prefix", ""),
+                           .secret = j.value("secret", "")};
+            if (!Validate(s).ok()) {
+              SkipRecord(e);
+              continue;
+            }
+            subs[name] = std::move(s);
+            positions[name] = j.value("position", uint64_t{0});
+          } else if (e.type == "subscription.deleted") {
+            subs.erase(name);
+          } else if (e.type == "subscription.paused" && subs.count(name)) {
+            subs[name].paused = true;
+          } else if (e.type == "subscription.resumed" && subs.count(name)) {
+            subs[name].paused = false;
+          } else if (e.type == "webhook.checkpoint" && subs.count(name)) {
+            positions[name] = std::max(positions[name], j.value("position", uint64_t{0}));
+          }
+        } catch (const nlohmann::json::exception&) {  // a field of the wrong JSON type
+          SkipRecord(e);
         }
       }
       from = page->back().stream_version + 1;
@@ -210,17 +243,7 @@ void WebhookService::StartDispatcher(const Subscription& s, uint64_t position) {
 }
 
 absl::Status WebhookService::Add(const Subscription& s) {
-  if (!ValidName(s.name)) {
-    return absl::InvalidArgumentError("\"name\" must be 1-56 characters [A-Za-z0-9_.-]");
-  }
-  std::string origin, path;
-  if (!SplitUrl(s.url, &origin, &path)) {
-    return absl::InvalidArgumentError("\"url\" must be http(s)://host[:port][/path]");
-  }
-  if (s.secret.empty()) return absl::InvalidArgumentError("\"secret\" must not be empty");
-  if (!s.event_types.empty() && !s.stream_prefix.empty()) {
-    return absl::InvalidArgumentError("give \"event_types\" or \"stream_prefix\", not both");
-  }
+  if (absl::Status st = Validate(s); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mu_);
   if (dispatchers_.count(s.name)) {
     return absl::AlreadyExistsError(absl::StrCat("subscription ", s.name, " exists"));

@@ -125,6 +125,30 @@ TEST(SchedulerTest, EventsTheStoreRefusesAreRejectedNotRetriedForever) {
   EXPECT_EQ(Count(f.registry, "scheduler_deliveries_total", "rejected"), 1);
 }
 
+TEST(SchedulerTest, RecordsThatAreNotSchedulesAreSkippedAndStartStillWorks) {
+  Fixture f;
+  const std::string uuid = "00000000-0000-4000-8000-00000000000";
+  auto put = [&](const std::string& type, const std::string& payload) {
+    ASSERT_TRUE(f.store->Append(Scheduler::kStream, ExpectedVersion::kAny, {{type, payload}}).ok());
+  };
+  put("schedule.created", "not json");
+  put("schedule.created", "[1,2]");
+  put("schedule.created", R"({"id":5})");
+  put("schedule.created", R"({"id":")" + uuid + R"(1","due_at":"soon","stream":"r","type":"t"})");
+  put("schedule.created", R"({"id":")" + uuid + R"(2","due_at":1,"stream":7,"type":"t"})");
+  put("schedule.created",
+      R"({"id":")" + uuid + R"(3","due_at":1,"stream":"webhooks:subscriptions","type":"t"})");
+  put("schedule.created", R"({"id":")" + uuid + R"(4","due_at":1,"stream":"r","type":"t"})");
+  auto s = f.Start(nullptr);
+  ASSERT_NE(s, nullptr);
+  const std::vector<Schedule> pending = s->Pending();
+  ASSERT_EQ(pending.size(), 1u);  // only the well-formed one
+  EXPECT_EQ(pending[0].stream, "r");
+  s->Tick();
+  EXPECT_EQ(f.Events("r"), 1u);
+  EXPECT_EQ(f.Events("webhooks:subscriptions"), 0u);
+}
+
 TEST(SchedulerTest, PendingIsCapped) {
   Fixture f;
   auto s =

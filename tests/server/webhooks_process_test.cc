@@ -234,6 +234,56 @@ TEST(WebhooksProcessTest, PauseResumeDeleteAndValidation) {
   RunShell("rm -rf " + dir, &out);
 }
 
+// The server's own streams through the API: appends and schedules into them are refused (a
+// client's record there used to start an unchecked subscription, or keep the next start-up from
+// working), and reads never show a subscription's secret.
+TEST(WebhooksProcessTest, TheServersOwnStreamsAreNotWritableAndSecretsAreNotReadBack) {
+  Receiver rx;
+  const std::string dir = TempDir("webhooks-system");
+  const json forged = {{"type", "subscription.created"},
+                       {"data", {{"name", 5}, {"url", rx.url("forged")}, {"secret", "k"}}}};
+  {
+    EventStoreServer s(EVENTSTORE_SERVER, dir + "/data");
+    httplib::Client c = s.Client();
+    ASSERT_EQ(Subscribe(c, {{"name", "x"}, {"url", rx.url("x")}, {"secret", "s3cret-value"}}), 201);
+    for (const char* stream : {"webhooks:subscriptions", "webhooks:checkpoints",
+                               "scheduler:schedules", "webhooks:new"}) {
+      auto r =
+          c.Post(std::string("/streams/") + stream + "/events", forged.dump(), "application/json");
+      ASSERT_TRUE(r) << stream;
+      EXPECT_EQ(r->status, 403) << stream;
+      EXPECT_THAT(r->body, ::testing::HasSubstr("/subscriptions")) << stream;
+    }
+    auto sched = c.Post("/schedules",
+                        json{{"delay_seconds", 0},
+                             {"stream", "webhooks:subscriptions"},
+                             {"type", "subscription.created"},
+                             {"data", forged["data"]}}
+                            .dump(),
+                        "application/json");
+    ASSERT_TRUE(sched);
+    EXPECT_EQ(sched->status, 400);
+    for (const char* path : {"/streams/webhooks:subscriptions", "/all"}) {
+      auto r = c.Get(path);
+      ASSERT_TRUE(r) << path;
+      ASSERT_EQ(r->status, 200) << path;
+      EXPECT_EQ(r->body.find("s3cret-value"), std::string::npos) << path << ": " << r->body;
+      EXPECT_THAT(r->body, ::testing::HasSubstr("(redacted)")) << path;
+    }
+    s.Stop(SIGTERM);
+  }
+  // A restart still works and still has the one subscription.
+  EventStoreServer s(EVENTSTORE_SERVER, dir + "/data");
+  ASSERT_GT(s.port(), 0);
+  httplib::Client c = s.Client();
+  auto list = c.Get("/subscriptions");
+  ASSERT_TRUE(list);
+  EXPECT_THAT(list->body, ::testing::HasSubstr("\"x\""));
+  EXPECT_EQ(list->body.find("s3cret-value"), std::string::npos);
+  std::string out;
+  RunShell("rm -rf " + dir, &out);
+}
+
 TEST(WebhooksProcessTest, KilledMidDeliveryResumesWithoutSkipping) {
   Receiver rx;
   rx.delay_ = 15ms;  // 300 deliveries take ~4.5 s: the kill lands mid-stream
