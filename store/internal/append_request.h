@@ -1,8 +1,8 @@
 // One Append() call on its way from the caller's thread to the writer thread and back.
 //
 // Threads. The caller fills the request in, on its own stack, and hands it to the writer
-// (Writer::Submit); from then until `done` the writer alone touches it, except the completion
-// handshake (mu, cv, signaled).
+// (Writer::Submit); from then until it is done the writer alone touches it, except the completion
+// handshake (state, mu, cv, signaled).
 #pragma once
 
 #include <atomic>
@@ -33,24 +33,43 @@ struct AppendRequest {
   uint64_t prev_version = 0;
   int64_t timestamp_ns = 0;
 
-  // Completion. The writer sets `signaled` and notifies under `mu` (for a caller that went to
-  // sleep), unlocks, and then stores `done`: its last touch of the request. The caller spins on
-  // `done`; if it sleeps instead, it waits for `signaled`, then for `done`. Either way it returns
-  // only after the writer has let go of the request, so the request can live on its stack, and a
-  // caller that saw `done` while spinning never touches the mutex.
-  std::atomic<bool> done{false};
+  // Completion: `state` goes from kWaiting to kDone (the writer), or first to kSleeping (the
+  // caller, once it stops spinning). The writer's last touch of the request is either its exchange
+  // to kDone, when the caller is still spinning and may return at once, or — when the caller has
+  // gone to sleep — its unlock of `mu` after setting `signaled`, which the sleeping caller must
+  // lock again before it returns. Either way the caller returns only after the writer has let go,
+  // so the request can live on its stack; and a woken caller never waits for a writer that was
+  // preempted (an earlier handshake had the woken caller spin on a flag the writer set after its
+  // unlock: with caller and writer on one CPU, it spun away the writer's time slice).
+  static constexpr int kWaiting = 0, kSleeping = 1, kDone = 2;
+  std::atomic<int> state{kWaiting};
   std::mutex mu;
   std::condition_variable cv;
   bool signaled = false;  // under mu
 
-  // The writer's last touch.
+  // The writer, once the request's status and result are filled in.
   void Complete() {
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      signaled = true;
-      cv.notify_one();
+    // Pairs with the caller's acquire load in Done() and its compare-exchange in Sleep().
+    if (state.exchange(kDone, std::memory_order_acq_rel) != kSleeping) return;
+    std::lock_guard<std::mutex> lk(mu);
+    signaled = true;
+    cv.notify_one();
+  }
+
+  // The caller.
+  bool Done() const {
+    return state.load(std::memory_order_acquire) == kDone;  // pairs with Complete()'s exchange
+  }
+  // Waits until Complete(), asleep.
+  void Sleep() {
+    int s = kWaiting;
+    // Pairs with Complete()'s exchange: failing, the request is done and its result visible.
+    if (!state.compare_exchange_strong(s, kSleeping, std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+      return;
     }
-    done.store(true, std::memory_order_release);  // pairs with the caller's acquire loads
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return signaled; });
   }
 };
 

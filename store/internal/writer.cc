@@ -179,13 +179,8 @@ void Writer::Submit(AppendRequest* r) {
   // longer than a spin, so it sleeps at once and leaves the CPUs to the writer and the network
   // (with many concurrent HTTP appenders, spinning took a large share of all CPU time).
   if (syncing_.load(std::memory_order_relaxed) ||  // a hint; the wait below is exact
-      !SpinUntil([&] { return r->done.load(std::memory_order_acquire); })) {
-    {
-      std::unique_lock<std::mutex> lk(r->mu);
-      r->cv.wait(lk, [&] { return r->signaled; });
-    }
-    // Pairs with the release store in Complete(): the writer's next and last touch.
-    while (!r->done.load(std::memory_order_acquire)) CpuRelax();
+      !SpinUntil([&] { return r->Done(); })) {
+    r->Sleep();
   }
 }
 
