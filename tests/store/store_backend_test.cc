@@ -346,7 +346,9 @@ TEST_P(StoreBackendTest, ConcurrentAppendersLoseNothingAndLeaveNoGaps) {
     EXPECT_EQ(all[i].stream_version, ++versions[all[i].stream])
         << "versions of " << all[i].stream << " are not dense";
     EXPECT_TRUE(payloads.insert(all[i].payload).second) << "twice: " << all[i].payload;
-    if (i > 0) EXPECT_LE(all[i - 1].timestamp_ns, all[i].timestamp_ns);
+    if (i > 0) {
+      EXPECT_LE(all[i - 1].timestamp_ns, all[i].timestamp_ns);
+    }
   }
   EXPECT_EQ(payloads.size(), kTotal);
   for (int t = 0; t < kThreads; ++t) {
