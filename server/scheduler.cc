@@ -1,7 +1,6 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -49,12 +48,6 @@ absl::StatusOr<std::unique_ptr<Scheduler::Metrics>> MakeMetrics(metrics::Registr
       *std::move(deliveries), *lateness->Bind({}), *pending->Bind({}), *tick->Bind({})});
 }
 
-void SkipRecord(const metrics::store::Event& e) {
-  std::fprintf(stderr, "scheduler: skipped %s event %llu (position %llu): not a schedule record\n",
-               e.stream.c_str(), static_cast<unsigned long long>(e.stream_version),
-               static_cast<unsigned long long>(e.position));
-}
-
 }  // namespace
 
 Scheduler::Scheduler(EventBackend* store, Options options)
@@ -87,7 +80,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Start(EventBackend* store,
       std::string id;
       if (!j.is_object() || !j.contains("id") || !j["id"].is_string() ||
           !ParseUuid(j["id"].get<std::string>(), &id)) {
-        SkipRecord(e);
+        ReportForeignRecord("scheduler", e);
         continue;
       }
       if (e.type == "schedule.created") {
@@ -101,7 +94,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Start(EventBackend* store,
                     .type = text("type"),
                     .data = j.contains("data") ? j["data"].dump() : "null"};
         if (!timed || sc.stream.empty() || sc.type.empty() || IsSystemStream(sc.stream)) {
-          SkipRecord(e);
+          ReportForeignRecord("scheduler", e);
           continue;
         }
         if (!s->done_.count(id)) s->pending_[id] = std::move(sc);

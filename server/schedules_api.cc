@@ -53,8 +53,9 @@ std::string ParseSchedule(const std::string& body, double now, Schedule* s) {
   }
   s->stream = j["stream"];
   s->type = j["type"];
-  if (IsSystemStream(s->stream))
+  if (IsSystemStream(s->stream)) {
     return "streams named webhooks:... and scheduler:... are the server's own";
+  }
   s->data = j.contains("data") ? j["data"].dump() : "null";
   if (j.contains("id")) {
     if (!j["id"].is_string() || !ParseUuid(j["id"].get<std::string>(), &s->id)) {

@@ -14,13 +14,15 @@
 
 namespace eventstore {
 
-inline constexpr std::string_view kWebhookSubscriptionsStream = "webhooks:subscriptions";
-
 // True for a stream only the server itself may write.
 bool IsSystemStream(std::string_view stream);
 
 // The payload as the read API shows it: e's own, except that a subscription record's "secret" is
 // replaced by "(redacted)" (the redacted JSON is built in *scratch, which the view points into).
 std::string_view ReadablePayload(const metrics::store::Event& e, std::string* scratch);
+
+// At start-up, a record of a system stream that its service cannot use (an embedding program's or
+// an imported store's): said on stderr by `service`, which then skips it.
+void ReportForeignRecord(const char* service, const metrics::store::Event& e);
 
 }  // namespace eventstore

@@ -4,7 +4,6 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -78,12 +77,6 @@ absl::Status Validate(const Subscription& s) {
     return absl::InvalidArgumentError("give \"event_types\" or \"stream_prefix\", not both");
   }
   return absl::OkStatus();
-}
-
-void SkipRecord(const Event& e) {
-  std::fprintf(stderr, "webhooks: skipped %s event %llu (position %llu): not a record of ours\n",
-               e.stream.c_str(), static_cast<unsigned long long>(e.stream_version),
-               static_cast<unsigned long long>(e.position));
 }
 
 bool Matches(const Subscription& s, const Event& e) {
@@ -168,7 +161,7 @@ absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventBacke
         // stderr, and must not keep the server from starting.
         const auto j = nlohmann::json::parse(e.payload, nullptr, false);
         if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
-          SkipRecord(e);
+          ReportForeignRecord("webhooks", e);
           continue;
         }
         const std::string name = j["name"];
@@ -180,7 +173,7 @@ absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventBacke
                            .stream_prefix = j.value("stream_prefix", ""),
                            .secret = j.value("secret", "")};
             if (!Validate(s).ok()) {
-              SkipRecord(e);
+              ReportForeignRecord("webhooks", e);
               continue;
             }
             subs[name] = std::move(s);
@@ -195,7 +188,7 @@ absl::StatusOr<std::unique_ptr<WebhookService>> WebhookService::Start(EventBacke
             positions[name] = std::max(positions[name], j.value("position", uint64_t{0}));
           }
         } catch (const nlohmann::json::exception&) {  // a field of the wrong JSON type
-          SkipRecord(e);
+          ReportForeignRecord("webhooks", e);
         }
       }
       from = page->back().stream_version + 1;
